@@ -209,8 +209,7 @@ def find_optimal_segment_length(
     else:
         seg_length = int(max_segment_length)
         warnings.warn(
-            f"No segment length keeps padding under {max_percent_padding}%; using "
-            f"{seg_length}.",
+            f"No segment length keeps padding under {max_percent_padding}%; using {seg_length}.",
             stacklevel=2,
         )
 
@@ -221,4 +220,3 @@ def find_optimal_segment_length(
     while too_short_fragment(seg_length):
         seg_length += 1
     return seg_length
-

@@ -67,8 +67,11 @@ def _axes_per_leaf(axes_prefix, tree) -> list:
     """Broadcast a vmap-style axes prefix (ints and Nones) to one axis per leaf of `tree`."""
     prefix_leaves, prefix_def = jax.tree.flatten(axes_prefix, is_leaf=lambda axis: axis is None)
     subtrees = prefix_def.flatten_up_to(tree)
-    return [axis for axis, subtree in zip(prefix_leaves, subtrees, strict=True)
-            for _ in jax.tree.leaves(subtree)]
+    return [
+        axis
+        for axis, subtree in zip(prefix_leaves, subtrees, strict=True)
+        for _ in jax.tree.leaves(subtree)
+    ]
 
 
 def _pad_with_last(leaf, padded_size: int):
@@ -97,6 +100,8 @@ def mixed_map(fun, in_axes=None, out_axes=None):
     Works inside `jax.jit`. With `gpus > 1` the devices are the first `gpus` local ones.
     """
     out_axes = 0 if out_axes is None else out_axes
+    if any(axis is None for axis in jax.tree.leaves(out_axes, is_leaf=lambda axis: axis is None)):
+        raise ValueError("`out_axes` must be an int or a pytree of ints; every output is mapped.")
 
     @functools.wraps(fun)
     def mapped_fun(*args, **kwargs):
@@ -113,11 +118,14 @@ def mixed_map(fun, in_axes=None, out_axes=None):
 
         leaves, treedef = jax.tree.flatten((args, kwargs))
         leaf_axes = _axes_per_leaf((arg_axes, 0), (args, kwargs))
-        sizes = {np.shape(leaf)[axis] for leaf, axis in zip(leaves, leaf_axes, strict=True)
-                 if axis is not None}
+        sizes = {
+            np.shape(leaf)[axis] if -np.ndim(leaf) <= axis < np.ndim(leaf) else None
+            for leaf, axis in zip(leaves, leaf_axes, strict=True)
+            if axis is not None
+        }
         iters, gpus = _MIXED_MAP_ITERS, _MIXED_MAP_GPUS
         # Plain vmap when there is nothing to split, and to let vmap report bad axes or sizes.
-        if iters * gpus == 1 or len(sizes) != 1 or sizes == {0}:
+        if iters * gpus == 1 or len(sizes) != 1 or sizes & {0, None}:
             return vmapped(*args, **kwargs)
         (size,) = sizes
 
@@ -132,8 +140,9 @@ def mixed_map(fun, in_axes=None, out_axes=None):
             for leaf, axis in zip(leaves, leaf_axes, strict=True)
             if axis is not None
         ]
-        fixed = [jnp.asarray(leaf) for leaf, axis in zip(leaves, leaf_axes, strict=True)
-                 if axis is None]
+        fixed = [
+            jnp.asarray(leaf) for leaf, axis in zip(leaves, leaf_axes, strict=True) if axis is None
+        ]
 
         def call_on_leaves(mapped_leaves, fixed_leaves):
             mapped_iter, fixed_iter = iter(mapped_leaves), iter(fixed_leaves)
