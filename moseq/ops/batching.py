@@ -124,8 +124,8 @@ def segment_ownership(
     """
     mask = jnp.asarray(mask)
     starts_recording = jnp.asarray(bounds)[:, :1] == 0
-    past_context = jnp.arange(mask.shape[1]) >= seg_overlap
-    return jnp.where(starts_recording | past_context, mask, jnp.zeros_like(mask))
+    beyond_overlap = jnp.arange(mask.shape[1]) >= seg_overlap
+    return jnp.where(starts_recording | beyond_overlap, mask, jnp.zeros_like(mask))
 
 
 def unbatch(data, keys, bounds) -> dict:
