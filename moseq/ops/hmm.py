@@ -7,6 +7,8 @@ is replaced by 0, so only the Markov prior acts there).
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
@@ -36,8 +38,9 @@ def hmm_filter(
     """Forward filter of an HMM with a uniform initial distribution.
 
     Returns the log marginal likelihood `log p(y_{0:T})` and the filtered distributions
-    `p(z_t | y_{0:t})`, shape (T, K). Each step normalises in log space, so log-likelihoods of
-    any magnitude and transition matrices with exact zeros are handled without underflow.
+    `p(z_t | y_{0:t})`, shape (T, K). Each frame's evidence is rescaled by its maximum before
+    the scan (so log-likelihoods of any magnitude are safe) and the predicted distribution is
+    floored at the smallest normal float, so a frame's normaliser can never be zero.
     """
     transition_matrix = jnp.asarray(transition_matrix)
     log_likelihoods = jnp.asarray(log_likelihoods)
@@ -46,24 +49,43 @@ def hmm_filter(
     dtype = jnp.result_type(transition_matrix, log_likelihoods)
     num_states = log_likelihoods.shape[1]
     evidence = jnp.where(mask[:, None] > 0, log_likelihoods, 0).astype(dtype)
+    evidence_max = jnp.max(evidence, axis=1)
+    scaled_evidence = jnp.exp(evidence - evidence_max[:, None])
     transition_matrix = transition_matrix.astype(dtype)
+    floor = jnp.finfo(dtype).tiny
 
-    def step(carry, frame_evidence):
-        log_norm, log_predicted = carry
-        joint = frame_evidence + log_predicted
-        shift = jnp.max(joint)
-        weights = jnp.exp(joint - shift)
-        total = jnp.sum(weights)
-        filtered = weights / total
-        next_predicted = jnp.log(filtered @ transition_matrix)
-        return (log_norm + shift + jnp.log(total), next_predicted), filtered
+    def step(predicted, frame_evidence):
+        weights = predicted * frame_evidence
+        normaliser = jnp.sum(weights)
+        filtered = weights / normaliser
+        return jnp.maximum(filtered @ transition_matrix, floor), (filtered, normaliser)
 
-    initial = (
-        jnp.zeros((), dtype),
-        jnp.full((num_states,), -jnp.log(num_states), dtype),
+    initial = jnp.full((num_states,), 1.0 / num_states, dtype)
+    _, (filtered, normalisers) = jax.lax.scan(step, initial, scaled_evidence)
+    return jnp.sum(jnp.log(normalisers)) + jnp.sum(evidence_max), filtered
+
+
+def _inverse_cdf_draw(probs: Float[Array, " K"], uniform: Float[Array, ""]) -> Int[Array, ""]:
+    """The state k whose cumulative interval of the (unnormalised) `probs` holds `uniform`.
+
+    Two-level search over blocks of about sqrt(K) states: first the block, then the state in
+    it. This costs O(K) per draw where a full cumulative sum costs O(K^2) on CPU (XLA lowers
+    `cumsum` to a reduce-window, and a triangular matrix product is no cheaper).
+    """
+    num_states = probs.shape[0]
+    block_size = math.isqrt(num_states - 1) + 1 if num_states > 1 else 1
+    num_blocks = -(-num_states // block_size)
+    blocks = jnp.pad(probs, (0, num_blocks * block_size - num_states)).reshape(
+        num_blocks, block_size
     )
-    (log_norm, _), filtered = jax.lax.scan(step, initial, evidence)
-    return log_norm, filtered
+    block_sums = jnp.sum(blocks, axis=1)
+    block_ends = block_sums @ jnp.triu(jnp.ones((num_blocks, num_blocks), probs.dtype))
+    target = uniform * block_ends[-1]
+    block = jnp.minimum(jnp.sum(block_ends < target), num_blocks - 1)
+    remainder = target - (block_ends[block] - block_sums[block])
+    ends_in_block = blocks[block] @ jnp.triu(jnp.ones((block_size, block_size), probs.dtype))
+    offset = jnp.minimum(jnp.sum(ends_in_block < remainder), block_size - 1)
+    return jnp.minimum(block * block_size + offset, num_states - 1)
 
 
 def backward_sample(
@@ -76,19 +98,12 @@ def backward_sample(
     Deterministic given `uniforms` (each frame's state is an inverse-CDF draw), which lets
     tests compare paths draw for draw.
     """
-
     transition_matrix = jnp.asarray(transition_matrix)
-
-    def draw(probs, uniform):
-        cumulative = jnp.cumsum(probs)
-        state = jnp.sum(cumulative < uniform * cumulative[-1])
-        return jnp.minimum(state, probs.shape[0] - 1)
-
-    last = draw(filtered[-1], uniforms[-1])
+    last = _inverse_cdf_draw(filtered[-1], uniforms[-1])
 
     def step(next_state, inputs):
         filtered_t, uniform = inputs
-        state = draw(filtered_t * transition_matrix[:, next_state], uniform)
+        state = _inverse_cdf_draw(filtered_t * transition_matrix[:, next_state], uniform)
         return state, state
 
     _, earlier = jax.lax.scan(step, last, (filtered[:-1], uniforms[:-1]), reverse=True)

@@ -1,0 +1,1 @@
+"""Speed benchmarks of moseq's kernels, with jax-moseq in the same run when it is importable."""
