@@ -13,7 +13,9 @@ NUM_RECORDINGS, NUM_FRAMES, NUM_STATES = 8, 5_000, 100
 
 def workload(seed: int = 0):
     keys = jax.random.split(jax.random.key(seed), 4)
-    transition_matrix = jax.random.dirichlet(keys[0], jnp.ones(NUM_STATES) + 50 * jnp.eye(NUM_STATES))
+    transition_matrix = jax.random.dirichlet(
+        keys[0], jnp.ones(NUM_STATES) + 50 * jnp.eye(NUM_STATES)
+    )
     log_likelihoods = 3.0 * jax.random.normal(keys[1], (NUM_RECORDINGS, NUM_FRAMES, NUM_STATES))
     mask = jnp.ones((NUM_RECORDINGS, NUM_FRAMES)).at[:, -100:].set(0.0)
     sample_keys = jax.random.split(keys[2], NUM_RECORDINGS)
@@ -33,5 +35,8 @@ def run(report) -> None:
     legacy_keys = jax.vmap(jax.random.key_data)(keys)
     theirs = jax.jit(jax.vmap(jax_moseq.sample_hmm_stateseq, in_axes=(0, None, 0, 0)))
     their_seconds = median_seconds(theirs, legacy_keys, transition_matrix, log_likelihoods, mask)
-    report("hmm: jax-moseq sample_hmm_stateseq (same inputs)", their_seconds,
-           speedup=their_seconds / seconds)
+    report(
+        "hmm: jax-moseq sample_hmm_stateseq (same inputs)",
+        their_seconds,
+        speedup=their_seconds / seconds,
+    )

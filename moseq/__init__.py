@@ -1,7 +1,24 @@
 """moseq: blocked Gibbs sampling for behavioural syllables in JAX and Equinox.
 
-Layers (imports only point down): `moseq.utils` (the reference API's module paths) and
-`moseq.ops` (pure kernels) are available now.
+Layers (imports only point down): `moseq.models` (models as lists of blocks),
+`moseq.blocks` (the Gibbs blocks), `moseq.core` (`GibbsBlock`, `GibbsScheduler`, sharding),
+`moseq.ops` (pure kernels) and `moseq.utils` (the reference API's module paths).
 """
 
+from moseq import models
+from moseq.blocks import ARDynamics, HDPTransitions, HMMStates, StickyDirTransitions
+from moseq.core import GibbsBlock, GibbsScheduler, NumericalFailure, PlanError
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "ARDynamics",
+    "GibbsBlock",
+    "GibbsScheduler",
+    "HDPTransitions",
+    "HMMStates",
+    "NumericalFailure",
+    "PlanError",
+    "StickyDirTransitions",
+    "models",
+]

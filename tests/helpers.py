@@ -16,7 +16,9 @@ def assert_mean_within_mc_error(samples, expected_mean, num_sigmas: float = 5.0,
     mean = samples.mean(axis)
     stderr = samples.std(axis, ddof=1) / np.sqrt(n)
     z = np.abs(mean - np.asarray(expected_mean)) / np.maximum(stderr, 1e-300)
-    assert np.all(z < num_sigmas), f"max |z| = {z.max():.2f} (n = {n}); means {mean} vs {expected_mean}"
+    assert np.all(z < num_sigmas), (
+        f"max |z| = {z.max():.2f} (n = {n}); means {mean} vs {expected_mean}"
+    )
 
 
 def assert_counts_follow(observed_counts, probabilities, min_p_value: float = 1e-4):

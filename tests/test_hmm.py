@@ -125,7 +125,9 @@ def test_vmap_over_recordings_matches_single_calls():
     batched = jax.jit(jax.vmap(sample_hmm_stateseq, in_axes=(0, None, 0, 0)))
     log_norms, states = batched(keys, transition_matrix, log_likelihoods, mask)
     for n in range(3):
-        log_norm, path = sample_hmm_stateseq(keys[n], transition_matrix, log_likelihoods[n], mask[n])
+        log_norm, path = sample_hmm_stateseq(
+            keys[n], transition_matrix, log_likelihoods[n], mask[n]
+        )
         np.testing.assert_allclose(log_norms[n], log_norm, rtol=1e-12)
         np.testing.assert_array_equal(states[n], path)
 

@@ -40,7 +40,7 @@ def check_same(name_a: str, size_a: int, name_b: str, size_b: int, what: str) ->
 
 
 def check_positive(name: str, value, allow_zero: bool = False) -> None:
-    """Raise if a concrete hyperparameter is negative (or zero, unless `allow_zero`) or not finite."""
+    """Raise if a concrete hyperparameter is negative (zero too unless `allow_zero`) or inf."""
     if not is_concrete(value):
         return
     values = np.asarray(value, dtype=float)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
+
+from moseq.ops.linalg import pad_affine, segment_gram
 
 
 def get_lags(x: Float[Array, "... T D"], nlags: int) -> Float[Array, "... T-L D*L"]:
@@ -23,3 +26,84 @@ def get_lags(x: Float[Array, "... T D"], nlags: int) -> Float[Array, "... T-L D*
     return jnp.concatenate(
         [x[..., nlags - lag : num_frames - lag, :] for lag in range(nlags, 0, -1)], axis=-1
     )
+
+
+def ar_design(x: Float[Array, "... T D"], nlags: int) -> Float[Array, "... T-L D*L+1"]:
+    """Regressors of every frame t >= nlags: its lags, oldest first, then a constant 1."""
+    return pad_affine(get_lags(x, nlags))
+
+
+def get_nlags(Ab: Float[Array, "... D D*L+1"]) -> int:
+    """The number of lags L of AR parameters of shape (..., D, D*L + 1)."""
+    return Ab.shape[-1] // Ab.shape[-2]
+
+
+def ar_log_likelihoods(
+    x: Float[Array, "... T D"],
+    Ab: Float[Array, "K D D*L+1"],
+    Q: Float[Array, "K D D"],
+    frames_per_chunk: int = 4096,
+) -> Float[Array, "... T-L K"]:
+    """log N(x_t; Ab_k [lags_t; 1], Q_k) for every frame t >= L and every state k.
+
+    All states are evaluated by one product of the stacked regressors [x_t; lags_t; 1] with
+    the whitened maps chol(Q_k)^-1 [I, -Ab_k]; frames are processed `frames_per_chunk` at a
+    time so the (frames, K * D) intermediate stays small.
+    """
+    nlags = get_nlags(Ab)
+    num_states, dim = Ab.shape[0], Ab.shape[1]
+    if Q.shape != (num_states, dim, dim):
+        raise ValueError(f"`Q` must have shape {(num_states, dim, dim)} to match `Ab` "
+                         f"{Ab.shape}; got {Q.shape}.")
+    if x.shape[-1] != dim:
+        raise ValueError(f"`x` must have {dim} features (last axis) to match `Ab`; got {x.shape}.")
+    dtype = jnp.result_type(x, Ab, Q)
+    chol = jnp.linalg.cholesky(Q.astype(dtype))
+    maps = jnp.concatenate(
+        [jnp.broadcast_to(jnp.eye(dim, dtype=dtype), (num_states, dim, dim)), -Ab.astype(dtype)],
+        axis=-1,
+    )
+    whitening = jax.scipy.linalg.solve_triangular(chol, maps, lower=True)  # (K, D, D + p)
+    stacked_maps = whitening.transpose(2, 0, 1).reshape(whitening.shape[-1], num_states * dim)
+    log_norms = -jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1) - 0.5 * dim * jnp.log(
+        2 * jnp.pi
+    )
+
+    regressors = jnp.concatenate([x[..., nlags:, :], ar_design(x, nlags)], axis=-1).astype(dtype)
+    lead_shape = regressors.shape[:-1]
+    rows = regressors.reshape(-1, regressors.shape[-1])
+    num_rows = rows.shape[0]
+    chunk = min(frames_per_chunk, max(num_rows, 1))
+    num_chunks = -(-num_rows // chunk)
+    rows = jnp.pad(rows, ((0, num_chunks * chunk - num_rows), (0, 0)))
+
+    def chunk_log_likelihoods(chunk_rows):
+        whitened = (chunk_rows @ stacked_maps).reshape(-1, num_states, dim)
+        return log_norms - 0.5 * jnp.sum(whitened**2, axis=-1)
+
+    out = jax.lax.map(chunk_log_likelihoods, rows.reshape(num_chunks, chunk, -1))
+    return out.reshape(-1, num_states)[:num_rows].reshape(*lead_shape, num_states)
+
+
+def ar_sufficient_stats(
+    x: Float[Array, "N T D"],
+    z: Int[Array, "N T-L"],
+    weights: Float[Array, "N T"],
+    num_states: int,
+    nlags: int,
+) -> tuple[Float[Array, "K p p"], Float[Array, "K D p"], Float[Array, "K D D"], Float[Array, " K"]]:
+    """Per-state regression statistics of the AR model, frames weighted by `weights`.
+
+    For regressors u_t = [lags_t; 1] (p = D*L + 1) and outputs y_t = x_t of the frames
+    t >= L assigned to state k: (S_xx, S_yx, S_yy, n) = (sum w u uᵀ, sum w y uᵀ, sum w y yᵀ,
+    sum w). Computed by `segment_gram` in O(N T p^2), never as a (K, N T) array.
+    """
+    dtype = jnp.result_type(x, float)
+    design = ar_design(x, nlags).astype(dtype)
+    rows = jnp.concatenate([design, x[..., nlags:, :].astype(dtype)], axis=-1)
+    frame_weights = weights[..., nlags:].astype(dtype).reshape(-1)
+    gram = segment_gram(rows.reshape(-1, rows.shape[-1]), z.reshape(-1), num_states,
+                        frame_weights)
+    p = design.shape[-1]
+    counts = jax.ops.segment_sum(frame_weights, z.reshape(-1), num_segments=num_states)
+    return gram[:, :p, :p], gram[:, p:, :p], gram[:, p:, p:], counts

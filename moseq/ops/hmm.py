@@ -21,8 +21,11 @@ def _check_hmm_args(transition_matrix, log_likelihoods, mask) -> None:
     check_square("transition_matrix", transition_matrix)
     check_ndim("log_likelihoods", log_likelihoods, 2, "(num_timesteps, num_states)")
     check_same(
-        "transition_matrix", transition_matrix.shape[0], "log_likelihoods",
-        log_likelihoods.shape[1], "number of states",
+        "transition_matrix",
+        transition_matrix.shape[0],
+        "log_likelihoods",
+        log_likelihoods.shape[1],
+        "number of states",
     )
     check_ndim("mask", mask, 1, "(num_timesteps,)")
     check_same(
@@ -131,3 +134,36 @@ def sample_hmm_stateseq(
     log_norm, filtered = hmm_filter(transition_matrix, log_likelihoods, mask)
     uniforms = jax.random.uniform(seed, (filtered.shape[0],), dtype=filtered.dtype)
     return log_norm, backward_sample(uniforms, transition_matrix.astype(filtered.dtype), filtered)
+
+
+def sample_markov_chain(
+    seed: PRNGKeyArray, transition_matrix: Float[Array, "K K"], num_timesteps: int
+) -> Int[Array, " T"]:
+    """A path of a Markov chain started from the uniform distribution over its K states."""
+    transition_matrix = jnp.asarray(transition_matrix)
+    check_square("transition_matrix", transition_matrix)
+    num_states = transition_matrix.shape[0]
+    uniforms = jax.random.uniform(seed, (num_timesteps,), dtype=transition_matrix.dtype)
+    first = jnp.minimum((uniforms[0] * num_states).astype(jnp.result_type(int)), num_states - 1)
+
+    def step(state, uniform):
+        next_state = _inverse_cdf_draw(transition_matrix[state], uniform)
+        return next_state, next_state
+
+    _, rest = jax.lax.scan(step, first, uniforms[1:])
+    return jnp.concatenate([first[None], rest])
+
+
+def markov_chain_log_prob(
+    states: Int[Array, "... T"],
+    transition_matrix: Float[Array, "K K"],
+    mask: Float[Array, "... T+L"],
+) -> Float[Array, ""]:
+    """log p(z) of paths started uniformly, counting the first state and every transition
+    whose destination frame is unmasked (`mask` is aligned with the last T entries)."""
+    num_frames = states.shape[-1]
+    valid = jnp.asarray(mask)[..., mask.shape[-1] - num_frames :] > 0
+    log_pi = jnp.log(transition_matrix)
+    transitions = jnp.where(valid[..., 1:], log_pi[states[..., :-1], states[..., 1:]], 0.0)
+    initial = jnp.where(valid[..., 0], -jnp.log(transition_matrix.shape[0]), 0.0)
+    return jnp.sum(transitions) + jnp.sum(initial)

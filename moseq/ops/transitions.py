@@ -48,10 +48,10 @@ def count_transitions(
 
 def sample_crt_table_counts(
     seed: PRNGKeyArray,
-    customer_counts: Int[Array, "..."],
-    concentrations: Float[Array, "..."],
+    customer_counts: Int[Array, ...],
+    concentrations: Float[Array, ...],
     customers_per_chunk: int = CUSTOMERS_PER_CHUNK,
-) -> Int[Array, "..."]:
+) -> Int[Array, ...]:
     """Exact Chinese-restaurant table counts, m ~ CRT(n, rho), elementwise.
 
     m is the number of tables that n customers open in a Chinese restaurant with concentration

@@ -1,0 +1,15 @@
+"""The Gibbs blocks moseq ships; subclass them (or `GibbsBlock`) to build new models."""
+
+from moseq.blocks.ar import ARDynamics
+from moseq.blocks.providers import GaussianEmissions, StateLikelihoods
+from moseq.blocks.states import HMMStates
+from moseq.blocks.transitions import HDPTransitions, StickyDirTransitions
+
+__all__ = [
+    "ARDynamics",
+    "GaussianEmissions",
+    "HDPTransitions",
+    "HMMStates",
+    "StateLikelihoods",
+    "StickyDirTransitions",
+]

@@ -1,0 +1,37 @@
+"""The two small interfaces through which blocks supply likelihoods to other blocks."""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+from jaxtyping import Array, Float
+
+from moseq.core.block import Data, GibbsBlock, State
+
+
+class StateLikelihoods(GibbsBlock):
+    """A block that scores every frame under every discrete state (for `HMMStates`).
+
+    `nlags` frames at the start of each recording have no score (AR context), so the states
+    `z` it scores have shape (N, T - nlags).
+    """
+
+    nlags: eqx.AbstractVar[int]
+
+    @abc.abstractmethod
+    def state_log_likelihoods(self, data: Data, state: State) -> Float[Array, "N T-L K"]:
+        """log p(frame t | z_t = k, everything else) for t >= nlags and every state k."""
+
+
+class GaussianEmissions(GibbsBlock):
+    """A block whose observations are linear-Gaussian in a latent `x` (for `KalmanLatents`):
+    y_t = C x_t + d + noise, noise ~ N(0, diag(variances_t))."""
+
+    @abc.abstractmethod
+    def emission_terms(
+        self, data: Data, state: State
+    ) -> tuple[Float[Array, "N T obs"], Float[Array, "obs D"], Float[Array, " obs"],
+               Float[Array, "N T obs"]]:
+        """(y, C, d, variances): the observations in the linear-Gaussian form, with the
+        per-frame diagonal noise variances."""

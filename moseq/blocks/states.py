@@ -1,0 +1,70 @@
+"""Discrete state sequences by forward filtering, backward sampling."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import jax
+
+from moseq.blocks.providers import StateLikelihoods
+from moseq.core.block import GibbsBlock, recording_keys
+from moseq.ops.hmm import markov_chain_log_prob, sample_hmm_stateseq, sample_markov_chain
+
+
+class HMMStates(GibbsBlock):
+    """State sequences `z` (N, T - L): an HMM whose frames are scored by `likelihood`.
+
+    Prior: z starts uniformly and moves by the transition matrix `pi` (written by a
+    transitions block). Conditional: one forward-filter/backward-sample draw per recording
+    (keys folded from the recording index), masked frames carrying no evidence.
+    `likelihood` is any `StateLikelihoods` block in the same plan (e.g. `ARDynamics`).
+    """
+
+    likelihood: StateLikelihoods
+
+    writes: ClassVar = ("z",)
+    per_recording: ClassVar = ("z",)
+
+    def __check_init__(self):
+        if not isinstance(self.likelihood, StateLikelihoods):
+            raise TypeError(
+                "`likelihood` must be a block that provides state log-likelihoods "
+                f"(a StateLikelihoods subclass such as ARDynamics); got {self.likelihood!r}."
+            )
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return ("pi", "mask", *self.likelihood.reads)
+
+    @property
+    def init_reads(self) -> tuple[str, ...]:
+        return ("pi", *self.likelihood.writes, *self.likelihood.reads)
+
+    def dependencies(self):
+        return (self.likelihood,)
+
+    def resample(self, key, data, state):
+        log_likelihoods = self.likelihood.state_log_likelihoods(data, state)
+        num_recordings, num_frames = log_likelihoods.shape[:2]
+        mask = data["mask"][:, -num_frames:]
+        keys = recording_keys(key, data, num_recordings)
+        _, z = jax.vmap(sample_hmm_stateseq, in_axes=(0, None, 0, 0))(
+            keys, state["pi"].astype(log_likelihoods.dtype), log_likelihoods, mask
+        )
+        return {"z": z}
+
+    def init(self, key, data, state):
+        return self.resample(key, data, state)
+
+    def sample_prior(self, key, state):
+        num_recordings, num_frames = state["mask"].shape
+        keys = recording_keys(key, state, num_recordings)
+        z = jax.vmap(sample_markov_chain, in_axes=(0, None, None))(
+            keys, state["pi"], num_frames - self.likelihood.nlags
+        )
+        return {"z": z}
+
+    def log_prob(self, data, state):
+        return markov_chain_log_prob(state["z"], state["pi"], data["mask"])
+
+

@@ -1,0 +1,43 @@
+"""The sticky HDP autoregressive HMM on given low-dimensional trajectories."""
+
+from __future__ import annotations
+
+from jax.sharding import Mesh
+
+from moseq.blocks import ARDynamics, HDPTransitions, HMMStates, StickyDirTransitions
+from moseq.core import GibbsScheduler
+
+
+def arhmm(
+    latent_dim: int,
+    *,
+    num_states: int = 100,
+    nlags: int = 3,
+    alpha: float = 5.7,
+    kappa: float = 1e6,
+    gamma: float = 1e3,
+    S_0_scale: float = 0.01,
+    K_0_scale: float = 10.0,
+    transitions: str = "hdp",
+    beta: float = 1.0,
+    mesh: Mesh | None = None,
+) -> GibbsScheduler:
+    """A ready AR-HMM sampler for data `{"x": (N, T, latent_dim), "mask": (N, T)}`.
+
+    Each sweep resamples the transitions (`betas`, `pi` with `transitions="hdp"`, or `pi`
+    alone with `"sticky_dir"` and concentration `beta`), then the AR parameters (`Ab`, `Q`),
+    then the state sequences `z` (N, T - nlags), where z[:, i] labels frame i + nlags.
+    Defaults are the established MoSeq ones. Pass `mesh` (a `jax.sharding.Mesh` with a
+    "batch" axis) to spread recordings over devices.
+    """
+    if transitions == "hdp":
+        transition_block = HDPTransitions(num_states, alpha=alpha, kappa=kappa, gamma=gamma)
+    elif transitions == "sticky_dir":
+        transition_block = StickyDirTransitions(num_states, beta=beta, kappa=kappa)
+    else:
+        raise ValueError(f"`transitions` must be 'hdp' or 'sticky_dir'; got {transitions!r}.")
+    dynamics = ARDynamics.create(num_states, latent_dim, nlags, S_0_scale=S_0_scale,
+                                 K_0_scale=K_0_scale)
+    return GibbsScheduler(
+        [transition_block, dynamics, HMMStates(dynamics)], data_keys=("x", "mask"), mesh=mesh
+    )
