@@ -1,0 +1,5 @@
+"""Reference path `moseq.utils.kalman` (implemented in `moseq.ops.kalman`)."""
+
+from moseq.ops.kalman import ar_to_lds_dynamics, ar_to_lds_emissions, kalman_sample
+
+__all__ = ["ar_to_lds_dynamics", "ar_to_lds_emissions", "kalman_sample"]
