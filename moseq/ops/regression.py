@@ -99,8 +99,11 @@ def mniw_posterior(
 
     so that S_n, the Schur complement of the top-left block, is L₂₂ L₂₂ᵀ: symmetric positive
     definite by construction rather than the difference of two large matrices (the float32
-    failure of the direct formula). M_n = L₂₁ L₁₁⁻¹ and K_n = (L₁₁ L₁₁ᵀ)⁻¹. Needs S_0 and K_0
-    positive definite. Batch over states with `jax.vmap`.
+    failure of the direct formula). M_n = L₂₁ L₁₁⁻¹ and K_n = (L₁₁ L₁₁ᵀ)⁻¹. If rounding has
+    left G numerically indefinite, it is refactorised with a ridge at the statistics' rounding
+    level, (p + d)·eps·diag(G). In float32 the accuracy of S_n is bounded by that of S_yy
+    (about eps·max|S_yy|): centre the data upstream when residuals are tiny compared to the
+    outputs. Needs S_0 and K_0 positive definite. Batch over states with `jax.vmap`.
     """
     check_square("K_0", K_0)
     check_square("S_0", S_0)
@@ -137,7 +140,15 @@ def mniw_posterior(
             [cross, symmetrize(S_0) + symmetrize(S_yy) + whitened_M_0.T @ whitened_M_0],
         ]
     )
-    L = jnp.linalg.cholesky(symmetrize(joint))
+    joint = symmetrize(joint)
+    # Statistics accumulated in floating point are only known to ~eps relative to their
+    # diagonal. If rounding has made the joint matrix numerically indefinite (float32, many
+    # poorly centred points, small residuals), refactorise with a ridge of that size. The
+    # second factorisation depends on the first, so the two never run concurrently.
+    first_try = jnp.linalg.cholesky(joint)
+    failed = ~jnp.all(jnp.isfinite(first_try))
+    ridge = (p + d) * jnp.finfo(dtype).eps * jnp.abs(jnp.diagonal(joint))
+    L = jnp.linalg.cholesky(joint + jnp.diag(jnp.where(failed, ridge, 0.0)))
     L11, L21, L22 = L[:p, :p], L[p:, :p], L[p:, p:]
     L11_inv = solve_triangular(L11, jnp.eye(p, dtype=dtype), lower=True)
     return MNIWParams(
