@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import importlib
 
-import jax
+import jax  # noqa: I001
 
-SUITES = ("hmm", "kalman")
+import moseq  # noqa: F401  (first: it configures XLA before JAX starts)
+
+SUITES = ("hmm", "kalman", "arhmm")
 
 
 def report(name: str, seconds: float | None, **extra) -> None:

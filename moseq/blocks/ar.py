@@ -15,9 +15,11 @@ from moseq.blocks.providers import StateLikelihoods
 from moseq.core.block import Data, State
 from moseq.core.reduce import sum_over_recordings
 from moseq.ops._checks import check_positive
-from moseq.ops._mniw_tmp import mniw_posterior, sample_mniw
 from moseq.ops.autoregression import ar_design, ar_log_likelihoods, ar_sufficient_stats
 from moseq.ops.densities import mniw_log_prob
+from moseq.ops.distributions import sample_mniw
+from moseq.ops.linalg import cholesky, logdet_from_cholesky, solve_triangular
+from moseq.ops.regression import mniw_posterior
 
 
 def default_M_0(latent_dim: int, nlags: int) -> np.ndarray:
@@ -129,9 +131,9 @@ class ARDynamics(StateLikelihoods):
         Ab, Q, z = state["Ab"], state["Q"], state["z"]
         residual = x[..., self.nlags :, :] - jnp.einsum("ntdp,ntp->ntd", Ab[z],
                                                         ar_design(x, self.nlags))
-        chol = jnp.linalg.cholesky(Q)[z]
-        whitened = jax.scipy.linalg.solve_triangular(chol, residual[..., None], lower=True)[..., 0]
-        log_det = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)
+        chol = cholesky(Q)[z]
+        whitened = solve_triangular(chol, residual[..., None])[..., 0]
+        log_det = 0.5 * logdet_from_cholesky(chol)
         return -0.5 * jnp.sum(whitened**2, -1) - log_det - 0.5 * self.latent_dim * jnp.log(
             2 * jnp.pi)
 
@@ -151,7 +153,7 @@ class ARDynamics(StateLikelihoods):
         start = jnp.sqrt(initial_variance) * jax.random.normal(
             start_key, (num_recordings, nlags, dim), Ab.dtype)
         noise = jax.random.normal(noise_key, (num_recordings, num_steps, dim), Ab.dtype)
-        chol = jnp.linalg.cholesky(Q)
+        chol = cholesky(Q)
 
         def step(lags, inputs):
             states, eps = inputs  # (N,), (N, D)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -162,7 +163,7 @@ class GibbsScheduler(eqx.Module):
         frozen = self._check_frozen(frozen)
         padded, state, num_recordings = self._layout(data, dict(state))
         with recording_mesh(self.mesh):
-            new_state, nonfinite = _sweep(self, as_key(key), padded, state, frozen)
+            new_state, nonfinite = _sweep(self, as_key(key), padded, state, frozen=frozen)
         if bool(jnp.any(nonfinite)):
             block = self.block_names[int(jnp.argmax(nonfinite))]
             raise NumericalFailure(f"{block} produced a NaN or infinite value in this sweep.",
@@ -203,7 +204,7 @@ class GibbsScheduler(eqx.Module):
         if num_sweeps < 0 or chunk_size < 1:
             raise ValueError("`num_sweeps` must be >= 0 and `chunk_size` >= 1.")
         frozen = self._check_frozen(frozen)
-        summaries = dict(summaries or {})
+        summaries = tuple(sorted(dict(summaries or {}).items()))
         key = as_key(key)
         padded, state, num_recordings = self._layout(data, dict(state))
         traces: list[dict] = []
@@ -213,8 +214,8 @@ class GibbsScheduler(eqx.Module):
             first = start_sweep + done
             with recording_mesh(self.mesh):
                 state, chunk_trace, failed = _run_chunk(
-                    self, key, padded, state, jnp.asarray(first), jnp.asarray(steps), frozen,
-                    summaries, chunk_size,
+                    self, key, padded, state, jnp.asarray(first), jnp.asarray(steps),
+                    frozen=frozen, summaries=summaries, chunk_size=chunk_size,
                 )
             chunk_trace = {k: np.asarray(v)[:steps] for k, v in chunk_trace.items()}
             sweep_failed, block_failed = (int(x) for x in np.asarray(failed))
@@ -272,8 +273,23 @@ def _resample_all(scheduler: GibbsScheduler, key, data, state, frozen):
     return state, jnp.stack(flags)
 
 
-@eqx.filter_jit
-def _init(scheduler: GibbsScheduler, key, data) -> State:
+def _compile(fn, static_argnames: tuple[str, ...] = ()):
+    """`jax.jit` of `fn(scheduler, ...)` with the scheduler's arrays traced and the rest of it
+    (block types, hyperparameters, mesh) static, plus `static_argnames`."""
+
+    @functools.partial(jax.jit, static_argnames=("static", *static_argnames))
+    def compiled(params, *args, static, **kwargs):
+        return fn(eqx.combine(params, static), *args, **kwargs)
+
+    @functools.wraps(fn)
+    def call(scheduler, *args, **kwargs):
+        params, static = eqx.partition(scheduler, eqx.is_array)
+        return compiled(params, *args, static=static, **kwargs)
+
+    return call
+
+
+def _init_state(scheduler: GibbsScheduler, key, data) -> State:
     writers = validate_plan(scheduler.blocks, scheduler.data_keys)
     keys = dict(zip(scheduler.block_names, jax.random.split(key, len(scheduler.blocks)),
                     strict=True))
@@ -284,21 +300,12 @@ def _init(scheduler: GibbsScheduler, key, data) -> State:
     return sharding.constrain(state, scheduler.per_recording, scheduler.mesh)
 
 
-@eqx.filter_jit
-def _sweep(scheduler: GibbsScheduler, key, data, state, frozen):
-    return _resample_all(scheduler, key, data, state, frozen)
-
-
 def _log_joint_terms(scheduler: GibbsScheduler, data, state):
     return sum(block.log_prob(data, state) for block in scheduler.blocks)
 
 
-_log_joint = eqx.filter_jit(_log_joint_terms)
-
-
-@eqx.filter_jit
-def _run_chunk(scheduler: GibbsScheduler, key, data, state, first_sweep, steps, frozen,
-               summaries, chunk_size):
+def _run_sweeps(scheduler: GibbsScheduler, key, data, state, first_sweep, steps, *, frozen,
+                summaries, chunk_size):
     """`chunk_size` sweeps in one `lax.scan`; sweeps past `steps` or after a failure are
     skipped, so every chunk of a run shares one compilation."""
 
@@ -317,7 +324,7 @@ def _run_chunk(scheduler: GibbsScheduler, key, data, state, first_sweep, steps, 
 
         state, failed = jax.lax.cond(active, advance, lambda s: (s, failed), state)
         record = {"log_joint": _log_joint_terms(scheduler, data, state)}
-        record.update({name: fn(data, state) for name, fn in summaries.items()})
+        record.update({name: fn(data, state) for name, fn in summaries})
         return (state, failed), record
 
     initial_failed = jnp.array([-1, -1], dtype=jnp.result_type(int))
@@ -325,3 +332,9 @@ def _run_chunk(scheduler: GibbsScheduler, key, data, state, first_sweep, steps, 
         one_sweep, (state, initial_failed), jnp.arange(chunk_size)
     )
     return state, trace, failed
+
+
+_init = _compile(_init_state)
+_sweep = _compile(_resample_all, ("frozen",))
+_log_joint = _compile(_log_joint_terms)
+_run_chunk = _compile(_run_sweeps, ("frozen", "summaries", "chunk_size"))

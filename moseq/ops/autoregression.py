@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from moseq.ops.linalg import pad_affine, segment_gram
+from moseq.ops.linalg import cholesky, pad_affine, segment_gram, solve_triangular
 
 
 def get_lags(x: Float[Array, "... T D"], nlags: int) -> Float[Array, "... T-L D*L"]:
@@ -58,12 +58,12 @@ def ar_log_likelihoods(
     if x.shape[-1] != dim:
         raise ValueError(f"`x` must have {dim} features (last axis) to match `Ab`; got {x.shape}.")
     dtype = jnp.result_type(x, Ab, Q)
-    chol = jnp.linalg.cholesky(Q.astype(dtype))
+    chol = cholesky(Q.astype(dtype))
     maps = jnp.concatenate(
         [jnp.broadcast_to(jnp.eye(dim, dtype=dtype), (num_states, dim, dim)), -Ab.astype(dtype)],
         axis=-1,
     )
-    whitening = jax.scipy.linalg.solve_triangular(chol, maps, lower=True)  # (K, D, D + p)
+    whitening = solve_triangular(chol, maps)  # (K, D, D + p)
     stacked_maps = whitening.transpose(2, 0, 1).reshape(whitening.shape[-1], num_states * dim)
     log_norms = -jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1) - 0.5 * dim * jnp.log(
         2 * jnp.pi

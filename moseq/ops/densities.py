@@ -6,6 +6,8 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln, multigammaln
 from jaxtyping import Array, Float
 
+from moseq.ops.linalg import cholesky, cholesky_solve, logdet_from_cholesky
+
 
 def dirichlet_log_prob(x: Float[Array, "... K"], concentration: Float[Array, "... K"]):
     """log Dir(x; concentration), summed over leading axes."""
@@ -15,7 +17,7 @@ def dirichlet_log_prob(x: Float[Array, "... K"], concentration: Float[Array, "..
 
 
 def _logdet(spd: Float[Array, "... n n"]):
-    return 2 * jnp.sum(jnp.log(jnp.diagonal(jnp.linalg.cholesky(spd), axis1=-2, axis2=-1)), -1)
+    return logdet_from_cholesky(cholesky(spd))
 
 
 def inverse_wishart_log_prob(
@@ -23,7 +25,7 @@ def inverse_wishart_log_prob(
 ) -> Float[Array, ""]:
     """log IW(sigma; scale, dof), the density with mean scale / (dof - n - 1)."""
     n = sigma.shape[-1]
-    trace = jnp.trace(jnp.linalg.solve(sigma, scale))
+    trace = jnp.trace(cholesky_solve(cholesky(sigma), scale))
     return (0.5 * dof * _logdet(scale) - 0.5 * dof * n * jnp.log(2.0)
             - multigammaln(0.5 * dof, n) - 0.5 * (dof + n + 1) * _logdet(sigma) - 0.5 * trace)
 
@@ -34,7 +36,9 @@ def matrix_normal_log_prob(
     """log MN(X; M, U, V): row covariance U, column covariance V (vec(X) ~ N(vec M, V ⊗ U))."""
     n, p = X.shape
     residual = X - M
-    quadratic = jnp.trace(jnp.linalg.solve(V, residual.T) @ jnp.linalg.solve(U, residual))
+    quadratic = jnp.trace(
+        cholesky_solve(cholesky(V), residual.T) @ cholesky_solve(cholesky(U), residual)
+    )
     return -0.5 * (n * p * jnp.log(2 * jnp.pi) + p * _logdet(U) + n * _logdet(V) + quadratic)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import cho_factor, cho_solve
 from jaxtyping import Array, Float, Int
 
 from moseq.ops._checks import check_square
@@ -29,7 +28,9 @@ def psd_solve(A: Float[Array, "n n"], B: Float[Array, "n ..."], diagonal_boost: 
             f"`B` must have {jnp.shape(A)[0]} rows to match `A`; got shape {jnp.shape(B)}."
         )
     A = symmetrize(A) + diagonal_boost * jnp.eye(A.shape[-1], dtype=A.dtype)
-    return cho_solve(cho_factor(A, lower=True), B)
+    B = jnp.asarray(B)
+    solution = cholesky_solve(cholesky(A), B if B.ndim == 2 else B[:, None])
+    return solution if B.ndim == 2 else solution[:, 0]
 
 
 def psd_inv(A: Float[Array, "n n"], diagonal_boost: float = 1e-6) -> Float[Array, "n n"]:
@@ -82,3 +83,73 @@ def segment_gram(
     owner = jnp.zeros(num_blocks, sorted_ids.dtype).at[block].set(sorted_ids)
     grams = jnp.einsum("nbi,nbj->nij", packed, packed)
     return jax.ops.segment_sum(grams, owner, num_segments=num_segments)
+
+
+# Batched factorizations run on CPU through LAPACK kernels that split their batch over XLA's
+# intra-op thread pool and wait for it; two such calls executing side by side (which every
+# Gibbs sweep makes: all states' covariances, all recordings' Kalman steps) can hold every
+# pool thread while waiting for each other, and the program hangs (jaxlib 0.10, 2 cores).
+# On CPU, moseq therefore factorizes its small matrices with plain XLA loops below; other
+# platforms keep their solver libraries.
+
+
+def _cholesky_by_columns(A):
+    n = A.shape[-1]
+    index = jnp.arange(n)
+
+    def next_column(j, L):
+        row = L[..., j, :]  # entries left of the diagonal are final
+        diagonal = jnp.sqrt(A[..., j, j] - jnp.sum(row * row, axis=-1))
+        below = (A[..., :, j] - jnp.einsum("...ik,...k->...i", L, row)) / diagonal[..., None]
+        column = jnp.where(index == j, diagonal[..., None], jnp.where(index > j, below, 0))
+        return L.at[..., :, j].set(column)
+
+    return jax.lax.fori_loop(0, n, next_column, jnp.zeros_like(A))
+
+
+def cholesky(A: Float[Array, "... n n"]) -> Float[Array, "... n n"]:
+    """Lower Cholesky factor of positive-definite matrices; NaN where one is not."""
+    A = jnp.asarray(A)
+    return jax.lax.platform_dependent(A, cpu=_cholesky_by_columns, default=jnp.linalg.cholesky)
+
+
+def _substitute(L, B, lower_system: bool):
+    n = L.shape[-1]
+    order = jnp.arange(n) if lower_system else jnp.arange(n)[::-1]
+
+    def next_row(step, X):
+        i = order[step]
+        known = jnp.einsum("...k,...km->...m", L[..., i, :], X)
+        return X.at[..., i, :].set((B[..., i, :] - known) / L[..., i, i][..., None])
+
+    return jax.lax.fori_loop(0, n, next_row, jnp.zeros_like(B))
+
+
+def solve_triangular(
+    L: Float[Array, "... n n"], B: Float[Array, "... n m"], lower: bool = True,
+    transpose: bool = False,
+) -> Float[Array, "... n m"]:
+    """Solve op(L) X = B for triangular L, op = transpose if `transpose`; B is (..., n, m)."""
+    L, B = jnp.asarray(L), jnp.asarray(B)
+    B = jnp.broadcast_to(B, (*jnp.broadcast_shapes(L.shape[:-2], B.shape[:-2]), *B.shape[-2:]))
+    system = jnp.swapaxes(L, -1, -2) if transpose else L
+    system_is_lower = lower != transpose
+    system = jnp.broadcast_to(system, (*B.shape[:-2], *system.shape[-2:]))
+
+    def library(system, B):
+        return jax.scipy.linalg.solve_triangular(system, B, lower=system_is_lower)
+
+    def loops(system, B):
+        return _substitute(system, B, system_is_lower)
+
+    return jax.lax.platform_dependent(system, B, cpu=loops, default=library)
+
+
+def cholesky_solve(factor: Float[Array, "... n n"], B: Float[Array, "... n m"]):
+    """Solve (L Lᵀ) X = B given the lower Cholesky factor L."""
+    return solve_triangular(factor, solve_triangular(factor, B), transpose=True)
+
+
+def logdet_from_cholesky(factor: Float[Array, "... n n"]) -> Float[Array, ...]:
+    """log det(L Lᵀ) from the lower Cholesky factor L."""
+    return 2 * jnp.sum(jnp.log(jnp.diagonal(factor, axis1=-2, axis2=-1)), axis=-1)

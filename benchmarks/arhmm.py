@@ -1,0 +1,108 @@
+"""One full AR-HMM sweep (HDP transitions + AR parameters + state sequences).
+
+Workload: N=8 recordings x T=5,000 frames, K=100 states, D=10, L=3, float32. Each
+implementation runs in its own subprocess, so that its peak memory (the growth of the
+process's maximum resident set over its baseline after the data are built) is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks._timing import PeakMemory, optional_module
+
+NUM_RECORDINGS, NUM_FRAMES, NUM_STATES, LATENT_DIM, NLAGS = 8, 5_000, 100, 10, 3
+REPEATS = 5
+
+
+def workload(seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(size=(NUM_RECORDINGS, NUM_FRAMES, LATENT_DIM))
+    x = np.cumsum(steps, axis=1)
+    x = (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)
+    mask = np.ones((NUM_RECORDINGS, NUM_FRAMES), np.float32)
+    mask[:, -200:] = 0
+    return {"x": jnp.asarray(x, jnp.float32), "mask": jnp.asarray(mask)}
+
+
+def time_and_memory(fn) -> dict:
+    """Median seconds of `fn()` after a warm-up call (compilation), and the peak memory the
+    timed calls add to the process (their working set: buffers, intermediates)."""
+    jax.block_until_ready(fn())
+    times = []
+    with PeakMemory() as memory:
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times.append(time.perf_counter() - start)
+    return {"seconds": float(np.median(times)), "peak_mb": memory.growth_mb}
+
+
+def measure_moseq() -> dict:
+    from moseq.core import scheduler as scheduler_module
+    from moseq.models import arhmm
+
+    data = workload()
+    model = arhmm(LATENT_DIM, num_states=NUM_STATES, nlags=NLAGS)
+    state = model.init(0, data)
+    padded, state, _ = model._layout(data, state)
+    key = jax.random.key(1)
+    result = time_and_memory(
+        lambda: scheduler_module._sweep(model, key, padded, state, frozen=())
+    )
+    model.run(2, data, state, 10, chunk_size=10, progress=False)  # compile
+    start = time.perf_counter()
+    model.run(3, data, state, 10, chunk_size=10, progress=False)
+    return {**result, "run_seconds": (time.perf_counter() - start) / 10}
+
+
+def measure_jax_moseq() -> dict:
+    arhmm = optional_module("jax_moseq.models.arhmm")
+    if arhmm is None:
+        return {}
+    data = workload()
+    model = arhmm.init_model(
+        data,
+        seed=jax.random.PRNGKey(0),
+        trans_hypparams={"num_states": NUM_STATES, "alpha": 5.7, "kappa": 1e6, "gamma": 1e3},
+        ar_hypparams={"latent_dim": LATENT_DIM, "nlags": NLAGS, "S_0_scale": 0.01,
+                      "K_0_scale": 10.0},
+    )
+
+    return time_and_memory(lambda: arhmm.resample_model(data, **model)["states"]["z"])
+
+
+def run(report) -> None:
+    results = {}
+    for implementation in ("moseq", "jax-moseq"):
+        output = subprocess.run(
+            [sys.executable, "-m", "benchmarks.arhmm", "--implementation", implementation],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        results[implementation] = json.loads(output.strip().splitlines()[-1])
+    ours = results["moseq"]
+    report("arhmm: one sweep (8 x 5000, K=100, D=10, L=3)", ours["seconds"],
+           peak_mb=f"{ours['peak_mb']:.0f}")
+    report("arhmm: per sweep inside run() (with log-joint trace)", ours["run_seconds"])
+    theirs = results["jax-moseq"]
+    if not theirs:
+        report("arhmm: jax-moseq not importable, no comparison", None)
+        return
+    report("arhmm: jax-moseq resample_model (same data)", theirs["seconds"],
+           peak_mb=f"{theirs['peak_mb']:.0f}", speedup=theirs["seconds"] / ours["seconds"])
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--implementation", choices=("moseq", "jax-moseq"), required=True)
+    args = parser.parse_args()
+    measure = measure_moseq if args.implementation == "moseq" else measure_jax_moseq
+    print(json.dumps(measure()))
