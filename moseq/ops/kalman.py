@@ -198,19 +198,23 @@ def _prepare(
 class _Emission(NamedTuple):
     """What y = C x + d + N(0, diag(r)) says about x - m, for a reference point m."""
 
-    precision: Array  # (n, n) Cᵀ R⁻¹ C
+    whitened_C: Array  # (p, n) R^{-1/2} C
     information: Array  # (n,) Cᵀ R⁻¹ (y - C m - d)
     quadratic: Array  # () (y - C m - d)ᵀ R⁻¹ (y - C m - d)
     log_normaliser: Array  # () p log(2π) + log det R
 
+    @property
+    def precision(self):
+        """Cᵀ R⁻¹ C, (n, n)."""
+        return symmetrize(self.whitened_C.T @ self.whitened_C)
+
 
 def _emission(C, d, y, variance, mean) -> _Emission:
     inv_variance = 1.0 / variance
-    weighted_C = C * inv_variance[:, None]
     residual = y - C @ mean - d
     return _Emission(
-        precision=symmetrize(C.T @ weighted_C),
-        information=weighted_C.T @ residual,
+        whitened_C=C * jnp.sqrt(inv_variance)[:, None],
+        information=C.T @ (inv_variance * residual),
         quadratic=residual @ (inv_variance * residual),
         log_normaliser=y.shape[-1] * _LOG_2PI + jnp.sum(jnp.log(variance)),
     )
@@ -223,7 +227,8 @@ def _condition(mean, root, emission: _Emission):
     covariance is ``Vᵀ V`` (Woodbury through M = I + rootᵀ Cᵀ R⁻¹ C root >= I).
     """
     identity = jnp.eye(mean.shape[-1], dtype=mean.dtype)
-    M = symmetrize(identity + root.T @ emission.precision @ root)
+    whitened = emission.whitened_C @ root  # (p, n): O(n² p), no n x n x n product
+    M = symmetrize(identity + whitened.T @ whitened)
     W = jnp.linalg.cholesky(M)
     V = solve_triangular(W, root.T, lower=True)
     Vg = V @ emission.information
@@ -361,10 +366,11 @@ def _filter_element(C, d, weights, bias, cov_root, y, variance):
     """
     emission = _emission(C, d, y, variance, bias)
     mean, cov, V, log_likelihood = _condition(bias, cov_root, emission)
-    V_precision = V @ emission.precision
-    transition = weights - cov @ (emission.precision @ weights)
+    precision = emission.precision
+    V_precision = V @ precision
+    transition = weights - cov @ (precision @ weights)
     eta = weights.T @ (emission.information - V_precision.T @ (V @ emission.information))
-    J = symmetrize(weights.T @ (emission.precision - V_precision.T @ V_precision) @ weights)
+    J = symmetrize(weights.T @ (precision - V_precision.T @ V_precision) @ weights)
     return transition, mean, cov, eta, J, log_likelihood
 
 
