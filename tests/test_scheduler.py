@@ -256,3 +256,15 @@ def test_public_names():
                  "HMMStates", "ARDynamics"):
         assert hasattr(moseq, name)
     assert callable(moseq.models.arhmm)
+
+
+def test_simulate_draws_state_then_data_with_matching_shapes():
+    model = small_model()
+    shapes = {"mask": jnp.ones((3, 50))}
+    data, state = model.simulate(0, shapes)
+    assert data["x"].shape == (3, 50, 2) and state["z"].shape == (3, 48)
+    assert np.all(np.isfinite(data["x"]))
+    np.testing.assert_allclose(np.asarray(state["pi"]).sum(1), 1.0)
+    again, _ = model.simulate(0, shapes)
+    np.testing.assert_array_equal(again["x"], data["x"])
+    assert np.isfinite(float(model.log_joint(data, state)))

@@ -23,6 +23,7 @@ class HMMStates(GibbsBlock):
     likelihood: StateLikelihoods
 
     writes: ClassVar = ("z",)
+    prior_reads: ClassVar = ("pi", "mask")
     per_recording: ClassVar = ("z",)
 
     def __check_init__(self):

@@ -35,12 +35,14 @@ class GibbsBlock(eqx.Module):
         writes: names of the variables the block owns.
         reads: names of the state or data variables its `resample` and `log_prob` read.
         init_reads: names its `init` reads (defaults to none: a prior draw).
+        prior_reads: its parents in the generative model, which `sample_prior` reads.
         per_recording: the subset of `writes` with a leading recording axis (N, ...).
     """
 
     writes: ClassVar[tuple[str, ...]] = ()
     reads: ClassVar[tuple[str, ...]] = ()
     init_reads: ClassVar[tuple[str, ...]] = ()
+    prior_reads: ClassVar[tuple[str, ...]] = ()
     per_recording: ClassVar[tuple[str, ...]] = ()
 
     @property

@@ -68,9 +68,10 @@ def validate_plan(blocks: Sequence[GibbsBlock], data_keys: Sequence[str]) -> dic
 
 
 def init_order(
-    blocks: Sequence[GibbsBlock], writers: dict[str, GibbsBlock]
+    blocks: Sequence[GibbsBlock], writers: dict[str, GibbsBlock], reads: str = "init_reads"
 ) -> tuple[GibbsBlock, ...]:
-    """Blocks ordered so that each `init` runs after the writers of its `init_reads`.
+    """Blocks ordered so that each runs after the writers of what it reads (`init_reads`, or
+    `prior_reads` for drawing from the prior).
 
     Ties keep the plan's order. Raises `PlanError` on a cycle.
     """
@@ -78,18 +79,19 @@ def init_order(
     done: list[GibbsBlock] = []
     while remaining:
         for block in remaining:
-            needs = {writers[v].name for v in block.init_reads if v in writers} - {block.name}
+            needs = {writers[v].name for v in getattr(block, reads) if v in writers}
+            needs -= {block.name}
             if needs <= {b.name for b in done}:
                 done.append(block)
                 remaining.remove(block)
                 break
         else:
             cycle = ", ".join(
-                f"{b.name} (needs {sorted(v for v in b.init_reads if v in writers)})"
+                f"{b.name} (needs {sorted(v for v in getattr(b, reads) if v in writers)})"
                 for b in remaining
             )
             raise PlanError(
-                f"the blocks' `init_reads` form a cycle: {cycle}; give one of them an `init` "
-                "that draws from its prior without reading the others."
+                f"the blocks' `{reads}` form a cycle: {cycle}; every block must be computable "
+                "from blocks before it."
             )
     return tuple(done)

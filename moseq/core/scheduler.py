@@ -74,7 +74,9 @@ class GibbsScheduler(eqx.Module):
         self.blocks = tuple(blocks)
         self.data_keys = tuple(data_keys)
         self.mesh = sharding.automatic_mesh(mesh)
-        init_order(self.blocks, validate_plan(self.blocks, self.data_keys))
+        writers = validate_plan(self.blocks, self.data_keys)
+        init_order(self.blocks, writers)
+        init_order(self.blocks, writers, "prior_reads")
 
     # ---- plan ---------------------------------------------------------------------------
 
@@ -169,6 +171,19 @@ class GibbsScheduler(eqx.Module):
             raise NumericalFailure(f"{block} produced a NaN or infinite value in this sweep.",
                                    dict(state), {})
         return sharding.unpad(new_state, self.per_recording, num_recordings)
+
+    def sample_prior(self, key, data: Mapping[str, Array]) -> State:
+        """Every variable drawn from the generative model, parents first; `data` only gives
+        shapes (its mask, and any data a prior needs)."""
+        return _sample_prior(self, as_key(key), {k: jnp.asarray(v) for k, v in data.items()})
+
+    def simulate(self, key, data: Mapping[str, Array]) -> tuple[dict, State]:
+        """A draw of (data, state) from the joint distribution: `sample_prior`, then each
+        observation block's `sample_data`. Entries of `data` not simulated (the mask) are
+        kept."""
+        prior_key, data_key = jax.random.split(as_key(key))
+        state = self.sample_prior(prior_key, data)
+        return _sample_data(self, data_key, state, dict(data)), state
 
     def log_joint(self, data: Mapping[str, Array], state: State) -> Float[Array, ""]:
         """log p(data, state): the sum of every block's `log_prob`."""
@@ -300,6 +315,25 @@ def _init_state(scheduler: GibbsScheduler, key, data) -> State:
     return sharding.constrain(state, scheduler.per_recording, scheduler.mesh)
 
 
+def _prior_draws(scheduler: GibbsScheduler, key, data) -> State:
+    writers = validate_plan(scheduler.blocks, scheduler.data_keys)
+    keys = dict(zip(scheduler.block_names, jax.random.split(key, len(scheduler.blocks)),
+                    strict=True))
+    state: State = {}
+    for block in init_order(scheduler.blocks, writers, "prior_reads"):
+        updates = _declared(block, "sample_prior", block.sample_prior(keys[block.name],
+                                                                      {**data, **state}))
+        state = {**state, **updates}
+    return state
+
+
+def _data_draws(scheduler: GibbsScheduler, key, state, data) -> dict:
+    keys = jax.random.split(key, len(scheduler.blocks))
+    for block, block_key in zip(scheduler.blocks, keys, strict=True):
+        data = {**data, **block.sample_data(block_key, state)}
+    return data
+
+
 def _log_joint_terms(scheduler: GibbsScheduler, data, state):
     return sum(block.log_prob(data, state) for block in scheduler.blocks)
 
@@ -337,4 +371,6 @@ def _run_sweeps(scheduler: GibbsScheduler, key, data, state, first_sweep, steps,
 _init = _compile(_init_state)
 _sweep = _compile(_resample_all, ("frozen",))
 _log_joint = _compile(_log_joint_terms)
+_sample_prior = _compile(_prior_draws)
+_sample_data = _compile(_data_draws)
 _run_chunk = _compile(_run_sweeps, ("frozen", "summaries", "chunk_size"))
