@@ -21,8 +21,8 @@ Numerical choices, and why:
   ``x_t = x̃_t + G_t (x_{t+1} - F_t x̃_t - b_t - w̃_t)``, ``G_t = P_t F_tᵀ (F_t P_t F_tᵀ + Q_t)⁻¹``.
   The conditional covariance of ``x_t`` given ``x_{t+1}`` is never factorised; it is singular
   whenever ``Q_t`` is (the noiseless shift blocks of a lifted AR model), and this form samples
-  it exactly, without NaN. Square roots of the ``Q``'s and of ``S0`` are taken by a
-  thresholded eigendecomposition, once per call, so they may be singular.
+  it exactly, without NaN. Square roots of the ``Q``'s are taken by a thresholded
+  eigendecomposition, once per call, so they may be singular.
 - Sampler and smoother both reduce to an affine backward recursion
   ``x_t = G_t x_{t+1} + h_t``; ``parallel=False`` runs it with ``lax.scan``, ``parallel=True``
   with ``lax.associative_scan`` after the associative-scan filter of Särkkä & García-Fernández
@@ -34,12 +34,13 @@ Numerical choices, and why:
   2-core machine with two concurrent calls of ~100 30x30 matrices). So every factorisation
   here depends on the previous one's output: one eigh for all process-noise roots, one
   stacked Cholesky per backward step, one solve per associative-scan combination, and a
-  log likelihood built from factors already computed. Callers that `vmap` these kernels
-  over many recordings next to other batched factorisations remain exposed (see the
-  project's notes on the jax version).
-- The one requirement beyond symmetric positive semi-definite inputs: every one-step
-  predictive covariance ``F_t P_t F_tᵀ + Q_t`` must be positive definite. It is whenever ``Q_t``
-  is, and also for a lifted AR model with noiseless shift blocks (provided the AR noise is).
+  log likelihood built from factors already computed. Other batched factorisations that a
+  caller runs next to these kernels can still meet them; a jaxlib without the fan-out is
+  the real fix.
+- Requirements: ``S0`` positive definite, ``Q``'s positive semi-definite, and every one-step
+  predictive covariance ``F_t P_t F_tᵀ + Q_t`` positive definite. The last holds whenever
+  ``Q_t`` is positive definite, and also for a lifted AR model with noiseless shift blocks
+  (provided the AR noise is).
 """
 
 from __future__ import annotations
