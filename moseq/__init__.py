@@ -6,7 +6,14 @@ Layers (imports only point down): `moseq.models` (models as lists of blocks),
 """
 
 from moseq import models
-from moseq.blocks import ARDynamics, HDPTransitions, HMMStates, StickyDirTransitions
+from moseq.blocks import (
+    ARDynamics,
+    HDPTransitions,
+    HMMStates,
+    KalmanLatents,
+    LinearGaussianObservations,
+    StickyDirTransitions,
+)
 from moseq.core import GibbsBlock, GibbsScheduler, NumericalFailure, PlanError
 
 __version__ = "0.1.0"
@@ -17,6 +24,8 @@ __all__ = [
     "GibbsScheduler",
     "HDPTransitions",
     "HMMStates",
+    "KalmanLatents",
+    "LinearGaussianObservations",
     "NumericalFailure",
     "PlanError",
     "StickyDirTransitions",

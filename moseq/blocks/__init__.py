@@ -1,6 +1,8 @@
 """The Gibbs blocks moseq ships; subclass them (or `GibbsBlock`) to build new models."""
 
 from moseq.blocks.ar import ARDynamics
+from moseq.blocks.emissions import LinearGaussianObservations
+from moseq.blocks.kalman import KalmanLatents
 from moseq.blocks.providers import GaussianEmissions, StateLikelihoods
 from moseq.blocks.states import HMMStates
 from moseq.blocks.transitions import HDPTransitions, StickyDirTransitions
@@ -10,6 +12,8 @@ __all__ = [
     "GaussianEmissions",
     "HDPTransitions",
     "HMMStates",
+    "KalmanLatents",
+    "LinearGaussianObservations",
     "StateLikelihoods",
     "StickyDirTransitions",
 ]

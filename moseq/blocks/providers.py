@@ -35,3 +35,7 @@ class GaussianEmissions(GibbsBlock):
                Float[Array, "N T obs"]]:
         """(y, C, d, variances): the observations in the linear-Gaussian form, with the
         per-frame diagonal noise variances."""
+
+    @abc.abstractmethod
+    def initial_latents(self, data: Data, state: State) -> Float[Array, "N T D"]:
+        """A first value of the latent `x` from the observations alone (e.g. projection)."""

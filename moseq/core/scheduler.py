@@ -330,7 +330,9 @@ def _prior_draws(scheduler: GibbsScheduler, key, data) -> State:
 def _data_draws(scheduler: GibbsScheduler, key, state, data) -> dict:
     keys = jax.random.split(key, len(scheduler.blocks))
     for block, block_key in zip(scheduler.blocks, keys, strict=True):
-        data = {**data, **block.sample_data(block_key, state)}
+        simulated = block.sample_data(block_key, state)
+        # A block may simulate a variable that is latent in this model (x in an SLDS).
+        data = {**data, **{k: v for k, v in simulated.items() if k in scheduler.data_keys}}
     return data
 
 

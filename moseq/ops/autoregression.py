@@ -35,7 +35,7 @@ def ar_design(x: Float[Array, "... T D"], nlags: int) -> Float[Array, "... T-L D
 
 def get_nlags(Ab: Float[Array, "... D D*L+1"]) -> int:
     """The number of lags L of AR parameters of shape (..., D, D*L + 1)."""
-    return Ab.shape[-1] // Ab.shape[-2]
+    return (Ab.shape[-1] - 1) // Ab.shape[-2]
 
 
 def ar_log_likelihoods(

@@ -1,0 +1,99 @@
+"""Continuous latent trajectories of a switching linear dynamical system, by Kalman FFBS."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from moseq.blocks.ar import ARDynamics
+from moseq.blocks.providers import GaussianEmissions
+from moseq.core.block import GibbsBlock, recording_keys
+from moseq.ops._checks import check_positive
+from moseq.ops.kalman import ar_to_lds_dynamics, ar_to_lds_emissions, kalman_sample
+
+UNOBSERVED_VARIANCE = 1e8
+"""Emission variance given to masked frames: their observations carry no information."""
+
+
+class KalmanLatents(GibbsBlock):
+    """Latent trajectories `x` (N, T, D) given the states `z`, the AR dynamics and the
+    emissions, drawn jointly per recording by forward filtering, backward sampling.
+
+    Prior: the first L frames ~ N(0, prior_variance I), then x_t ~ N(Ab_{z_t}[lags; 1],
+    Q_{z_t}) (the AR factor is scored by `dynamics.log_prob`). Conditional: the AR(L) model is
+    lifted exactly to a first-order system in R^(D L) (`moseq.ops.kalman`) and sampled with
+    the emission block's linear-Gaussian terms; masked frames carry no observation.
+    `parallel=True` uses the associative-scan sampler (O(log T) depth, for GPUs).
+    """
+
+    dynamics: ARDynamics
+    emissions: GaussianEmissions
+    parallel: bool = eqx.field(static=True, default=False)
+    jitter: float = 0.0
+    prior_variance: float = 10.0
+
+    writes: ClassVar = ("x",)
+    prior_reads: ClassVar = ("z", "Ab", "Q", "mask")
+    per_recording: ClassVar = ("x",)
+
+    def __check_init__(self):
+        if not isinstance(self.dynamics, ARDynamics):
+            raise TypeError(f"`dynamics` must be an ARDynamics block; got {self.dynamics!r}.")
+        if not isinstance(self.emissions, GaussianEmissions):
+            raise TypeError("`emissions` must be a GaussianEmissions block (it provides "
+                            f"`emission_terms`); got {self.emissions!r}.")
+        check_positive("jitter", self.jitter, allow_zero=True)
+        check_positive("prior_variance", self.prior_variance)
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return ("z", "Ab", "Q", "mask", *self.emissions.reads)
+
+    @property
+    def init_reads(self) -> tuple[str, ...]:
+        return self.emissions.init_reads + self.emissions.writes
+
+    def dependencies(self):
+        return (self.dynamics, self.emissions)
+
+    def init(self, key, data, state):
+        return {"x": self.emissions.initial_latents(data, state)}
+
+    def resample(self, key, data, state):
+        nlags, dim = self.dynamics.nlags, self.dynamics.latent_dim
+        ys, C, d, variances = self.emissions.emission_terms(data, state)
+        dtype = ys.dtype
+        variances = jnp.where(data["mask"][..., None] > 0, variances, UNOBSERVED_VARIANCE)
+        A, b, Q = ar_to_lds_dynamics(state["Ab"].astype(dtype), state["Q"].astype(dtype))
+        lifted_dim = dim * nlags
+        Cd = jnp.concatenate([C, d[:, None]], axis=1)
+        m0 = jnp.zeros(lifted_dim, dtype)
+        S0 = self.prior_variance * jnp.eye(lifted_dim, dtype=dtype)
+        unused_masked_dynamics = {"weights": jnp.eye(lifted_dim, dtype=dtype),
+                                  "bias": m0, "cov": S0}
+
+        def one_recording(key, y, variance, z):
+            C_, d_, R_, y_, m0_, S0_ = ar_to_lds_emissions(Cd, variance, y, m0, S0, nlags)
+            lifted = kalman_sample(
+                key, y_, jnp.ones(y_.shape[0], dtype), z, m0_, S0_, A, b, Q, C_, d_, R_,
+                unused_masked_dynamics, jnp.ones(y_.shape[1], dtype), self.jitter,
+                self.parallel,
+            )
+            first = lifted[0].reshape(nlags, dim)[:-1]
+            return jnp.concatenate([first, lifted[:, -dim:]], axis=0)
+
+        keys = recording_keys(key, data, ys.shape[0])
+        return {"x": jax.vmap(one_recording)(keys, ys, variances, state["z"])}
+
+    def sample_prior(self, key, state):
+        return self.dynamics.sample_data(key, state, initial_variance=self.prior_variance)
+
+    def log_prob(self, data, state):
+        nlags = self.dynamics.nlags
+        first = state["x"][:, :nlags]
+        log_density = -0.5 * (first**2 / self.prior_variance
+                              + jnp.log(2 * jnp.pi * self.prior_variance))
+        return jnp.sum(jnp.where(data["mask"][:, :nlags, None] > 0, log_density, 0.0))
