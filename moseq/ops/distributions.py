@@ -8,12 +8,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import solve_triangular
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from moseq.ops._checks import check_ndim, check_positive, check_square, is_concrete
-from moseq.ops.linalg import symmetrize
+from moseq.ops.linalg import cholesky, solve_triangular, symmetrize
 
 
 def sample_dirichlet(
@@ -78,7 +77,7 @@ def sample_mn(
     dtype = _float_dtype(M, U, V)
     M, U, V = (jnp.asarray(x, dtype) for x in (M, U, V))
     G = jax.random.normal(key, M.shape, dtype)
-    return M + jnp.linalg.cholesky(symmetrize(U)) @ G @ jnp.linalg.cholesky(symmetrize(V)).T
+    return M + cholesky(symmetrize(U)) @ G @ cholesky(symmetrize(V)).T
 
 
 def sample_invwishart(key: PRNGKeyArray, S: Float[Array, "n n"], nu) -> Float[Array, "n n"]:
@@ -101,8 +100,8 @@ def sample_invwishart(key: PRNGKeyArray, S: Float[Array, "n n"], nu) -> Float[Ar
     diagonal = jnp.sqrt(sample_chi2(chi2_key, nu - jnp.arange(n, dtype=dtype)))
     below = jnp.tril(jax.random.normal(normal_key, (n, n), dtype), -1)
     bartlett = below + jnp.diag(diagonal)
-    chol_S = jnp.linalg.cholesky(symmetrize(S))
-    root = solve_triangular(bartlett, chol_S.T, lower=True)
+    chol_S = cholesky(symmetrize(S))
+    root = solve_triangular(bartlett, chol_S.T)
     return root.T @ root
 
 

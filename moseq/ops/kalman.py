@@ -31,12 +31,13 @@ Numerical choices, and why:
   triangular solve, LU, eigh) by fanning the batch out over XLA's intra-op thread pool and
   blocking until it is done; when as many such calls run at once as the pool has threads,
   every worker waits for work no thread is free to run and the program hangs (seen on a
-  2-core machine with two concurrent calls of ~100 30x30 matrices). So every factorisation
-  here depends on the previous one's output: one eigh for all process-noise roots, one
-  stacked Cholesky per backward step, one solve per associative-scan combination, and a
-  log likelihood built from factors already computed. Other batched factorisations that a
-  caller runs next to these kernels can still meet them; a jaxlib without the fan-out is
-  the real fix.
+  2-core machine with two concurrent calls of ~100 30x30 matrices). The rest of moseq
+  avoids LAPACK on CPU (`moseq.ops.linalg.cholesky` and friends use XLA loops); these
+  kernels keep LAPACK, because the loops make the sequential sampler 2x slower than
+  jax-moseq's instead of faster, and make it safe by ordering: every factorisation depends
+  on the previous one's output (one eigh for all process-noise roots, one stacked Cholesky
+  per backward step, one solve per associative-scan combination, a log likelihood from
+  factors already computed), so no two of them ever run at the same time.
 - Requirements: ``S0`` positive definite, ``Q``'s positive semi-definite, and every one-step
   predictive covariance ``F_t P_t F_tᵀ + Q_t`` positive definite. The last holds whenever
   ``Q_t`` is positive definite, and also for a lifted AR model with noiseless shift blocks

@@ -19,13 +19,12 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import cho_solve, solve_triangular
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from moseq.ops._checks import check_ndim, check_positive, check_same, check_square
 from moseq.ops.distributions import sample_mniw
-from moseq.ops.linalg import symmetrize
+from moseq.ops.linalg import cholesky, cholesky_solve, solve_triangular, symmetrize
 
 
 class RegressionStats(NamedTuple):
@@ -129,11 +128,11 @@ def mniw_posterior(
     S_xx, S_yx, S_yy, S_0, M_0, K_0 = (
         jnp.asarray(a, dtype) for a in (S_xx, S_yx, S_yy, S_0, M_0, K_0)
     )
-    K_0_chol = jnp.linalg.cholesky(symmetrize(K_0))
-    prior_precision = cho_solve((K_0_chol, True), jnp.eye(p, dtype=dtype))
+    K_0_chol = cholesky(symmetrize(K_0))
+    prior_precision = cholesky_solve(K_0_chol, jnp.eye(p, dtype=dtype))
     # M_0 K_0⁻¹ M_0ᵀ as a Gram matrix, so it is PSD by construction.
-    whitened_M_0 = solve_triangular(K_0_chol, M_0.T, lower=True)  # L_K⁻¹ M_0ᵀ
-    cross = cho_solve((K_0_chol, True), M_0.T).T + S_yx  # M_0 K_0⁻¹ + S_yx
+    whitened_M_0 = solve_triangular(K_0_chol, M_0.T)  # L_K⁻¹ M_0ᵀ
+    cross = cholesky_solve(K_0_chol, M_0.T).T + S_yx  # M_0 K_0⁻¹ + S_yx
     joint = jnp.block(
         [
             [symmetrize(prior_precision) + symmetrize(S_xx), cross.T],
@@ -145,12 +144,12 @@ def mniw_posterior(
     # diagonal. If rounding has made the joint matrix numerically indefinite (float32, many
     # poorly centred points, small residuals), refactorise with a ridge of that size. The
     # second factorisation depends on the first, so the two never run concurrently.
-    first_try = jnp.linalg.cholesky(joint)
+    first_try = cholesky(joint)
     failed = ~jnp.all(jnp.isfinite(first_try))
     ridge = (p + d) * jnp.finfo(dtype).eps * jnp.abs(jnp.diagonal(joint))
-    L = jnp.linalg.cholesky(joint + jnp.diag(jnp.where(failed, ridge, 0.0)))
+    L = cholesky(joint + jnp.diag(jnp.where(failed, ridge, 0.0)))
     L11, L21, L22 = L[:p, :p], L[p:, :p], L[p:, p:]
-    L11_inv = solve_triangular(L11, jnp.eye(p, dtype=dtype), lower=True)
+    L11_inv = solve_triangular(L11, jnp.eye(p, dtype=dtype))
     return MNIWParams(
         nu=jnp.asarray(nu_0, dtype) + jnp.asarray(n, dtype),
         S=symmetrize(L22 @ L22.T),
