@@ -22,6 +22,27 @@ def median_seconds(fn, *args, repeats: int = 7) -> float:
     return statistics.median(times)
 
 
+def best_seconds(functions: dict, repeats: int = 15) -> dict:
+    """Best wall time of each `name: (fn, args)` after a warm-up call, the calls interleaved
+    so that a busy machine slows every candidate alike."""
+    for fn, args in functions.values():
+        jax.block_until_ready(fn(*args))
+    best = dict.fromkeys(functions, float("inf"))
+    for _ in range(repeats):
+        for name, (fn, args) in functions.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def peak_rss_mb() -> float:
+    """The process's highest resident set size so far, in MB (Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def optional_module(name: str):
     """Import `name` if installed (jax-moseq is never a dependency of moseq), else None."""
     try:

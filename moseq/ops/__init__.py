@@ -3,7 +3,13 @@
 Modules are named for what they compute; this namespace re-exports their public functions.
 """
 
-from moseq.ops.autoregression import get_lags
+from moseq.ops.autoregression import (
+    ar_design,
+    ar_log_likelihoods,
+    ar_sufficient_stats,
+    get_lags,
+    get_nlags,
+)
 from moseq.ops.batching import (
     batch,
     find_optimal_segment_length,
@@ -11,11 +17,44 @@ from moseq.ops.batching import (
     segment_ownership,
     unbatch,
 )
-from moseq.ops.distributions import sample_dirichlet
+from moseq.ops.distributions import (
+    sample_chi2,
+    sample_dirichlet,
+    sample_gamma,
+    sample_inv_gamma,
+    sample_invwishart,
+    sample_mn,
+    sample_mniw,
+    sample_scaled_inv_chi2,
+)
 from moseq.ops.geometry import wrap_angle
-from moseq.ops.hmm import backward_sample, hmm_filter, sample_hmm_stateseq
+from moseq.ops.hmm import (
+    backward_sample,
+    hmm_filter,
+    markov_chain_log_prob,
+    sample_hmm_stateseq,
+    sample_markov_chain,
+)
 from moseq.ops.interop import jax_io
-from moseq.ops.linalg import apply_affine, pad_affine, psd_inv, psd_solve, symmetrize
+from moseq.ops.kalman import (
+    KalmanPosterior,
+    ar_to_lds_dynamics,
+    ar_to_lds_emissions,
+    kalman_sample,
+    kalman_sample_with_noise,
+    kalman_smoother,
+)
+from moseq.ops.linalg import (
+    apply_affine,
+    cholesky,
+    cholesky_solve,
+    pad_affine,
+    psd_inv,
+    psd_solve,
+    segment_gram,
+    solve_triangular,
+    symmetrize,
+)
 from moseq.ops.mapping import (
     get_mixed_map_gpus,
     get_mixed_map_iters,
@@ -24,6 +63,7 @@ from moseq.ops.mapping import (
     set_mixed_map_iters,
 )
 from moseq.ops.pca import fit_pca
+from moseq.ops.regression import mniw_posterior, regression_stats, resample_mniw
 from moseq.ops.sequences import concatenate_stateseqs, get_durations, get_frequencies
 from moseq.ops.transitions import (
     count_transitions,
@@ -39,8 +79,15 @@ from moseq.ops.transitions import (
 
 __all__ = [
     "apply_affine",
+    "ar_design",
+    "ar_log_likelihoods",
+    "ar_sufficient_stats",
+    "ar_to_lds_dynamics",
+    "ar_to_lds_emissions",
     "backward_sample",
     "batch",
+    "cholesky",
+    "cholesky_solve",
     "concatenate_stateseqs",
     "count_transitions",
     "find_optimal_segment_length",
@@ -50,26 +97,45 @@ __all__ = [
     "get_lags",
     "get_mixed_map_gpus",
     "get_mixed_map_iters",
+    "get_nlags",
     "hmm_filter",
     "init_hdp_transitions",
     "jax_io",
+    "kalman_sample",
+    "kalman_sample_with_noise",
+    "kalman_smoother",
+    "KalmanPosterior",
+    "markov_chain_log_prob",
     "mixed_map",
+    "mniw_posterior",
     "pad_affine",
     "pad_along_axis",
     "psd_inv",
     "psd_solve",
+    "regression_stats",
     "resample_dir_transitions",
     "resample_hdp_transitions",
+    "resample_mniw",
     "sample_betas",
+    "sample_chi2",
     "sample_crt_table_counts",
     "sample_dir_transitions",
     "sample_dirichlet",
+    "sample_gamma",
     "sample_hdp_transitions",
     "sample_hmm_stateseq",
+    "sample_inv_gamma",
+    "sample_invwishart",
+    "sample_markov_chain",
+    "sample_mn",
+    "sample_mniw",
     "sample_pi",
+    "sample_scaled_inv_chi2",
+    "segment_gram",
     "segment_ownership",
     "set_mixed_map_gpus",
     "set_mixed_map_iters",
+    "solve_triangular",
     "symmetrize",
     "unbatch",
     "wrap_angle",
