@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import os
 import statistics
-import threading
 import time
 
 import jax
@@ -49,32 +47,3 @@ def optional_module(name: str):
         return importlib.import_module(name)
     except ImportError:
         return None
-
-
-def resident_mb() -> float:
-    """Current resident set size of this process, in MB (Linux)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class PeakMemory:
-    """Highest resident set size reached inside the `with` block, above its level at entry,
-    sampled every millisecond by a background thread."""
-
-    def __enter__(self):
-        self.start = self.peak = resident_mb()
-        self._running = True
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while self._running:
-            self.peak = max(self.peak, resident_mb())
-            time.sleep(0.001)
-
-    def __exit__(self, *exc):
-        self._running = False
-        self._thread.join()
-        self.peak = max(self.peak, resident_mb())
-        self.growth_mb = self.peak - self.start

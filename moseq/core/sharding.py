@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 BATCH_AXIS = "batch"
@@ -86,7 +85,3 @@ def unpad(tree: dict, per_recording: set[str], num_recordings: int) -> dict:
         name: value[:num_recordings] if name in per_recording else value
         for name, value in tree.items()
     }
-
-
-def to_host(tree: dict) -> dict:
-    return {name: np.asarray(value) for name, value in tree.items()}
