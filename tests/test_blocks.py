@@ -106,7 +106,7 @@ def test_hmm_states_conditional_matches_enumeration():
              "Q": jnp.array([[[0.5]], [[1.5]]])}
     data = {"x": x, "mask": jnp.ones((1, 6))}
     z = np.asarray(draws(block, data, state)["z"])[:, 0]
-    log_lik = np.asarray(dynamics.state_log_likelihoods(data, state))[0]
+    log_lik = np.asarray(dynamics.state_log_likelihoods(data, state))[:, 0]
     paths = np.array(list(itertools.product(range(2), repeat=5)))
     log_joint = log_lik[np.arange(5), paths].sum(1) + np.log(
         np.asarray(state["pi"])[paths[:, :-1], paths[:, 1:]]).sum(1)

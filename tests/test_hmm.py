@@ -7,7 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from moseq.ops.hmm import backward_sample, hmm_filter, sample_hmm_stateseq
+from moseq.ops.hmm import (
+    backward_sample,
+    hmm_filter,
+    sample_hmm_stateseq,
+    sample_hmm_stateseqs,
+)
 from tests.helpers import assert_counts_follow
 
 
@@ -146,3 +151,19 @@ def test_bad_shapes_name_the_argument(transition_shape, ll_shape, mask_shape, ar
         sample_hmm_stateseq(
             jax.random.key(0), jnp.ones(transition_shape), jnp.ones(ll_shape), jnp.ones(mask_shape)
         )
+
+
+def test_time_major_batch_matches_single_calls():
+    rng = np.random.default_rng(8)
+    transition_matrix = rng.dirichlet(np.ones(5), size=5)
+    log_likelihoods = rng.normal(size=(30, 4, 5))
+    mask = (rng.uniform(size=(30, 4)) > 0.2).astype(float)
+    keys = jax.random.split(jax.random.key(3), 4)
+    log_norms, states = jax.jit(sample_hmm_stateseqs)(keys, transition_matrix,
+                                                      log_likelihoods, mask)
+    assert states.shape == (30, 4)
+    for n in range(4):
+        log_norm, path = sample_hmm_stateseq(keys[n], transition_matrix,
+                                             log_likelihoods[:, n], mask[:, n])
+        np.testing.assert_allclose(log_norms[n], log_norm, rtol=1e-12)
+        np.testing.assert_array_equal(states[:, n], path)

@@ -123,7 +123,8 @@ class ARDynamics(StateLikelihoods):
         return {"Ab": Ab, "Q": Q}
 
     def state_log_likelihoods(self, data, state):
-        return ar_log_likelihoods(self._trajectory(data, state), state["Ab"], state["Q"])
+        return ar_log_likelihoods(self._trajectory(data, state), state["Ab"], state["Q"],
+                                  time_major=True)
 
     def frame_log_likelihoods(self, data: Data, state: State) -> Float[Array, "N T-L"]:
         """log N(x_t; Ab_{z_t}[lags_t; 1], Q_{z_t}) of every frame t >= L under its own state."""

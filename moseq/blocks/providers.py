@@ -20,8 +20,9 @@ class StateLikelihoods(GibbsBlock):
     nlags: eqx.AbstractVar[int]
 
     @abc.abstractmethod
-    def state_log_likelihoods(self, data: Data, state: State) -> Float[Array, "N T-L K"]:
-        """log p(frame t | z_t = k, everything else) for t >= nlags and every state k."""
+    def state_log_likelihoods(self, data: Data, state: State) -> Float[Array, "T-L N K"]:
+        """log p(frame t | z_t = k, everything else) for t >= nlags and every state k,
+        time-major (the layout the forward filter scans, so it is never transposed)."""
 
 
 class GaussianEmissions(GibbsBlock):

@@ -8,7 +8,7 @@ import jax
 
 from moseq.blocks.providers import StateLikelihoods
 from moseq.core.block import GibbsBlock, recording_keys
-from moseq.ops.hmm import markov_chain_log_prob, sample_hmm_stateseq, sample_markov_chain
+from moseq.ops.hmm import markov_chain_log_prob, sample_hmm_stateseqs, sample_markov_chain
 
 
 class HMMStates(GibbsBlock):
@@ -45,14 +45,14 @@ class HMMStates(GibbsBlock):
         return (self.likelihood,)
 
     def resample(self, key, data, state):
-        log_likelihoods = self.likelihood.state_log_likelihoods(data, state)
-        num_recordings, num_frames = log_likelihoods.shape[:2]
-        mask = data["mask"][:, -num_frames:]
+        log_likelihoods = self.likelihood.state_log_likelihoods(data, state)  # (T', N, K)
+        num_frames, num_recordings = log_likelihoods.shape[:2]
+        mask = data["mask"][:, -num_frames:].T
         keys = recording_keys(key, data, num_recordings)
-        _, z = jax.vmap(sample_hmm_stateseq, in_axes=(0, None, 0, 0))(
+        _, z = sample_hmm_stateseqs(
             keys, state["pi"].astype(log_likelihoods.dtype), log_likelihoods, mask
         )
-        return {"z": z}
+        return {"z": z.T}
 
     def init(self, key, data, state):
         return self.resample(key, data, state)

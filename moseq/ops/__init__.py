@@ -33,6 +33,7 @@ from moseq.ops.hmm import (
     hmm_filter,
     markov_chain_log_prob,
     sample_hmm_stateseq,
+    sample_hmm_stateseqs,
     sample_markov_chain,
 )
 from moseq.ops.interop import jax_io
@@ -124,6 +125,7 @@ __all__ = [
     "sample_gamma",
     "sample_hdp_transitions",
     "sample_hmm_stateseq",
+    "sample_hmm_stateseqs",
     "sample_inv_gamma",
     "sample_invwishart",
     "sample_markov_chain",

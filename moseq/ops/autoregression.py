@@ -43,8 +43,12 @@ def ar_log_likelihoods(
     Ab: Float[Array, "K D D*L+1"],
     Q: Float[Array, "K D D"],
     frames_per_chunk: int = 4096,
+    time_major: bool = False,
 ) -> Float[Array, "... T-L K"]:
     """log N(x_t; Ab_k [lags_t; 1], Q_k) for every frame t >= L and every state k.
+
+    With `time_major=True` and x of shape (N, T, D) the result is (T - L, N, K), the layout
+    of `moseq.ops.hmm.sample_hmm_stateseqs`, made without transposing a (.., K) array.
 
     All states are evaluated by one product of the stacked regressors [x_t; lags_t; 1] with
     the whitened maps chol(Q_k)^-1 [I, -Ab_k]; frames are processed `frames_per_chunk` at a
@@ -70,19 +74,24 @@ def ar_log_likelihoods(
     )
 
     regressors = jnp.concatenate([x[..., nlags:, :], ar_design(x, nlags)], axis=-1).astype(dtype)
-    lead_shape = regressors.shape[:-1]
-    rows = regressors.reshape(-1, regressors.shape[-1])
-    num_rows = rows.shape[0]
-    chunk = min(frames_per_chunk, max(num_rows, 1))
-    num_chunks = -(-num_rows // chunk)
-    rows = jnp.pad(rows, ((0, num_chunks * chunk - num_rows), (0, 0)))
+    # Time-major (T', B, D + p), B = the leading (recording) axes flattened. Chunks split the
+    # time axis only, so recordings spread over devices are never gathered.
+    lead_shape = regressors.shape[:-2]
+    regressors = jnp.moveaxis(regressors.reshape(-1, *regressors.shape[-2:]), 1, 0)
+    num_frames, batch = regressors.shape[:2]
+    chunk = max(1, min(num_frames, frames_per_chunk // max(batch, 1)))
+    num_chunks = -(-num_frames // chunk)
+    regressors = jnp.pad(regressors, ((0, num_chunks * chunk - num_frames), (0, 0), (0, 0)))
 
     def chunk_log_likelihoods(chunk_rows):
-        whitened = (chunk_rows @ stacked_maps).reshape(-1, num_states, dim)
+        whitened = (chunk_rows @ stacked_maps).reshape(*chunk_rows.shape[:-1], num_states, dim)
         return log_norms - 0.5 * jnp.sum(whitened**2, axis=-1)
 
-    out = jax.lax.map(chunk_log_likelihoods, rows.reshape(num_chunks, chunk, -1))
-    return out.reshape(-1, num_states)[:num_rows].reshape(*lead_shape, num_states)
+    out = jax.lax.map(chunk_log_likelihoods, regressors.reshape(num_chunks, chunk, batch, -1))
+    out = out.reshape(num_chunks * chunk, batch, num_states)[:num_frames]
+    if time_major:
+        return out.reshape(num_frames, *lead_shape, num_states)
+    return jnp.moveaxis(out, 0, 1).reshape(*lead_shape, num_frames, num_states)
 
 
 def ar_sufficient_stats(

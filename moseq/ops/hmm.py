@@ -33,6 +33,33 @@ def _check_hmm_args(transition_matrix, log_likelihoods, mask) -> None:
     )
 
 
+def _filter(transition_matrix, log_likelihoods, mask):
+    """Time-major forward filter: log_likelihoods (T, N, K), mask (T, N) -> (N,), (T, N, K).
+
+    Each frame's evidence is rescaled by its maximum before the scan (so log-likelihoods of
+    any magnitude are safe) and the predicted distribution is floored at the smallest normal
+    float, so a frame's normaliser can never be zero. Time-major arrays are what the scan
+    reads and writes, so no (T, N, K) transpose is ever made.
+    """
+    dtype = jnp.result_type(transition_matrix, log_likelihoods)
+    num_states = log_likelihoods.shape[-1]
+    evidence = jnp.where(mask[..., None] > 0, log_likelihoods, 0).astype(dtype)
+    evidence_max = jnp.max(evidence, axis=-1, keepdims=True)
+    scaled_evidence = jnp.exp(evidence - evidence_max)
+    transition_matrix = transition_matrix.astype(dtype)
+    floor = jnp.finfo(dtype).tiny
+
+    def step(predicted, frame_evidence):
+        weights = predicted * frame_evidence
+        normaliser = jnp.sum(weights, axis=-1, keepdims=True)
+        filtered = weights / normaliser
+        return jnp.maximum(filtered @ transition_matrix, floor), (filtered, normaliser[..., 0])
+
+    initial = jnp.full(log_likelihoods.shape[1:], 1.0 / num_states, dtype)
+    _, (filtered, normalisers) = jax.lax.scan(step, initial, scaled_evidence)
+    return jnp.sum(jnp.log(normalisers), 0) + jnp.sum(evidence_max[..., 0], 0), filtered
+
+
 def hmm_filter(
     transition_matrix: Float[Array, "K K"],
     log_likelihoods: Float[Array, "T K"],
@@ -41,31 +68,14 @@ def hmm_filter(
     """Forward filter of an HMM with a uniform initial distribution.
 
     Returns the log marginal likelihood `log p(y_{0:T})` and the filtered distributions
-    `p(z_t | y_{0:t})`, shape (T, K). Each frame's evidence is rescaled by its maximum before
-    the scan (so log-likelihoods of any magnitude are safe) and the predicted distribution is
-    floored at the smallest normal float, so a frame's normaliser can never be zero.
+    `p(z_t | y_{0:t})`, shape (T, K).
     """
     transition_matrix = jnp.asarray(transition_matrix)
     log_likelihoods = jnp.asarray(log_likelihoods)
     mask = jnp.asarray(mask)
     _check_hmm_args(transition_matrix, log_likelihoods, mask)
-    dtype = jnp.result_type(transition_matrix, log_likelihoods)
-    num_states = log_likelihoods.shape[1]
-    evidence = jnp.where(mask[:, None] > 0, log_likelihoods, 0).astype(dtype)
-    evidence_max = jnp.max(evidence, axis=1)
-    scaled_evidence = jnp.exp(evidence - evidence_max[:, None])
-    transition_matrix = transition_matrix.astype(dtype)
-    floor = jnp.finfo(dtype).tiny
-
-    def step(predicted, frame_evidence):
-        weights = predicted * frame_evidence
-        normaliser = jnp.sum(weights)
-        filtered = weights / normaliser
-        return jnp.maximum(filtered @ transition_matrix, floor), (filtered, normaliser)
-
-    initial = jnp.full((num_states,), 1.0 / num_states, dtype)
-    _, (filtered, normalisers) = jax.lax.scan(step, initial, scaled_evidence)
-    return jnp.sum(jnp.log(normalisers)) + jnp.sum(evidence_max), filtered
+    log_norm, filtered = _filter(transition_matrix, log_likelihoods[:, None], mask[:, None])
+    return log_norm[0], filtered[:, 0]
 
 
 def _inverse_cdf_draw(probs: Float[Array, " K"], uniform: Float[Array, ""]) -> Int[Array, ""]:
@@ -91,6 +101,20 @@ def _inverse_cdf_draw(probs: Float[Array, " K"], uniform: Float[Array, ""]) -> I
     return jnp.minimum(block * block_size + offset, num_states - 1)
 
 
+def _backward(uniforms, transition_matrix, filtered):
+    """Time-major backward sampler: uniforms (T, N), filtered (T, N, K) -> states (T, N)."""
+    draw = jax.vmap(_inverse_cdf_draw)
+    last = draw(filtered[-1], uniforms[-1])
+
+    def step(next_state, inputs):
+        filtered_t, uniform = inputs
+        state = draw(filtered_t * transition_matrix[:, next_state].T, uniform)
+        return state, state
+
+    _, earlier = jax.lax.scan(step, last, (filtered[:-1], uniforms[:-1]), reverse=True)
+    return jnp.concatenate([earlier, last[None]], axis=0)
+
+
 def backward_sample(
     uniforms: Float[Array, " T"],
     transition_matrix: Float[Array, "K K"],
@@ -101,16 +125,8 @@ def backward_sample(
     Deterministic given `uniforms` (each frame's state is an inverse-CDF draw), which lets
     tests compare paths draw for draw.
     """
-    transition_matrix = jnp.asarray(transition_matrix)
-    last = _inverse_cdf_draw(filtered[-1], uniforms[-1])
-
-    def step(next_state, inputs):
-        filtered_t, uniform = inputs
-        state = _inverse_cdf_draw(filtered_t * transition_matrix[:, next_state], uniform)
-        return state, state
-
-    _, earlier = jax.lax.scan(step, last, (filtered[:-1], uniforms[:-1]), reverse=True)
-    return jnp.append(earlier, last)
+    transition_matrix = jnp.asarray(transition_matrix).astype(filtered.dtype)
+    return _backward(jnp.asarray(uniforms)[:, None], transition_matrix, filtered[:, None])[:, 0]
 
 
 def sample_hmm_stateseq(
@@ -129,11 +145,41 @@ def sample_hmm_stateseq(
 
     Returns:
         `(log_norm, states)`: the log marginal likelihood `log p(y)` (initial distribution
-        uniform) and a sampled path of shape (T,). Batch over recordings with `jax.vmap`.
+        uniform) and a sampled path of shape (T,). Batch over recordings with `jax.vmap`, or
+        with `sample_hmm_stateseqs` for time-major arrays.
     """
-    log_norm, filtered = hmm_filter(transition_matrix, log_likelihoods, mask)
-    uniforms = jax.random.uniform(seed, (filtered.shape[0],), dtype=filtered.dtype)
-    return log_norm, backward_sample(uniforms, transition_matrix.astype(filtered.dtype), filtered)
+    log_norms, states = sample_hmm_stateseqs(
+        jnp.asarray(seed)[None], transition_matrix, jnp.asarray(log_likelihoods)[:, None],
+        jnp.asarray(mask)[:, None],
+    )
+    return log_norms[0], states[:, 0]
+
+
+def sample_hmm_stateseqs(
+    seeds: PRNGKeyArray,
+    transition_matrix: Float[Array, "K K"],
+    log_likelihoods: Float[Array, "T N K"],
+    mask: Float[Array, "T N"],
+) -> tuple[Float[Array, " N"], Int[Array, "T N"]]:
+    """`sample_hmm_stateseq` for N recordings at once, on time-major arrays.
+
+    With `seeds[n]` the draw of recording n is the one `sample_hmm_stateseq(seeds[n], ...)`
+    gives. Time-major inputs are what the forward scan reads, so large (T, N, K) arrays are
+    never transposed: this is the memory-lean batched form that `HMMStates` uses.
+    """
+    transition_matrix = jnp.asarray(transition_matrix)
+    log_likelihoods = jnp.asarray(log_likelihoods)
+    mask = jnp.asarray(mask)
+    check_ndim("log_likelihoods", log_likelihoods, 3, "(num_timesteps, N, num_states)")
+    _check_hmm_args(transition_matrix, log_likelihoods[:, 0], mask[:, 0])
+    if mask.shape != log_likelihoods.shape[:2]:
+        raise ValueError(f"`mask` must have shape {log_likelihoods.shape[:2]} (T, N) to match "
+                         f"`log_likelihoods`; got {mask.shape}.")
+    log_norms, filtered = _filter(transition_matrix, log_likelihoods, mask)
+    uniforms = jax.vmap(lambda key: jax.random.uniform(key, (filtered.shape[0],),
+                                                       filtered.dtype))(seeds).T
+    states = _backward(uniforms, transition_matrix.astype(filtered.dtype), filtered)
+    return log_norms, states
 
 
 def sample_markov_chain(
