@@ -34,13 +34,6 @@ def best_seconds(functions: dict, repeats: int = 15) -> dict:
     return best
 
 
-def peak_rss_mb() -> float:
-    """The process's highest resident set size so far, in MB (Linux)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def optional_module(name: str):
     """Import `name` if installed (jax-moseq is never a dependency of moseq), else None."""
     try:
