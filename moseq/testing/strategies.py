@@ -3,13 +3,13 @@
 Needs `hypothesis` (a test extra: `pip install hypothesis` or `pip install moseq[test]`);
 `import moseq.testing` works without it, this module does not.
 
-Every size argument takes an int or a strategy of ints, and arrays come back as NumPy
-float64 (ints for states), so a test reads::
+Every size argument takes an int, an inclusive (low, high) range or a strategy of ints,
+and arrays come back as NumPy float64 (ints for states), so a test reads::
 
     from hypothesis import given
     from moseq.testing import strategies as mst
 
-    @given(mst.transition_matrices(num_states=mst.st.integers(2, 5)), mst.state_sequences(4))
+    @given(mst.transition_matrices(num_states=(2, 5)), mst.state_sequences(num_states=4))
     def test_counts(pi, seqs): ...
 
 Shrinking works as usual: a failing example shrinks to few states, few frames and simple
@@ -44,7 +44,12 @@ __all__ = [
 
 
 def _size(draw, value) -> int:
-    return int(draw(value)) if isinstance(value, st.SearchStrategy) else int(value)
+    """An int, a (low, high) range (inclusive) or a strategy of ints, drawn."""
+    if isinstance(value, st.SearchStrategy):
+        return int(draw(value))
+    if isinstance(value, tuple):
+        return int(draw(st.integers(*value)))
+    return int(value)
 
 
 def positive_floats(min_value: float = 1e-2, max_value: float = 1e2) -> st.SearchStrategy:
@@ -57,7 +62,7 @@ def positive_floats(min_value: float = 1e-2, max_value: float = 1e2) -> st.Searc
 
 
 @st.composite
-def hdp_hyperparameters(draw, num_states=st.integers(2, 8)):
+def hdp_hyperparameters(draw, num_states=(2, 8)):
     """Keyword arguments of `HDPTransitions`: num_states, alpha, kappa, gamma.
 
     Concentrations stay in [0.5, 100] so that Dirichlet draws do not underflow to zero.
@@ -68,15 +73,15 @@ def hdp_hyperparameters(draw, num_states=st.integers(2, 8)):
 
 
 @st.composite
-def sticky_dir_hyperparameters(draw, num_states=st.integers(2, 8)):
+def sticky_dir_hyperparameters(draw, num_states=(2, 8)):
     """Keyword arguments of `StickyDirTransitions`: num_states, beta, kappa."""
     return {"num_states": _size(draw, num_states), "beta": draw(positive_floats(0.5, 100.0)),
             "kappa": draw(st.one_of(st.just(0.0), positive_floats(0.1, 100.0)))}
 
 
 @st.composite
-def ar_hyperparameters(draw, num_states=st.integers(1, 5), latent_dim=st.integers(1, 4),
-                       nlags=st.integers(1, 3)):
+def ar_hyperparameters(draw, num_states=(1, 5), latent_dim=(1, 4),
+                       nlags=(1, 3)):
     """Keyword arguments of `ARDynamics.create`: num_states, latent_dim, nlags, nu_0 (above
     latent_dim - 1), S_0_scale and K_0_scale."""
     dim = _size(draw, latent_dim)
@@ -88,7 +93,7 @@ def ar_hyperparameters(draw, num_states=st.integers(1, 5), latent_dim=st.integer
 
 
 @st.composite
-def simplex_vectors(draw, size=st.integers(1, 8), min_value: float = 0.0):
+def simplex_vectors(draw, size=(1, 8), min_value: float = 0.0):
     """Probability vectors (entries >= min_value, summing to one)."""
     n = _size(draw, size)
     if min_value * n > 1:
@@ -100,7 +105,7 @@ def simplex_vectors(draw, size=st.integers(1, 8), min_value: float = 0.0):
 
 
 @st.composite
-def transition_matrices(draw, num_states=st.integers(1, 8), min_probability: float = 0.0,
+def transition_matrices(draw, num_states=(1, 8), min_probability: float = 0.0,
                         stickiness=None):
     """(K, K) row-stochastic matrices: rows on the simplex, entries >= min_probability.
 
@@ -117,7 +122,7 @@ def transition_matrices(draw, num_states=st.integers(1, 8), min_probability: flo
 
 
 @st.composite
-def spd_matrices(draw, dim=st.integers(1, 5), min_eigenvalue: float = 1e-3,
+def spd_matrices(draw, dim=(1, 5), min_eigenvalue: float = 1e-3,
                  max_condition: float = 1e4):
     """Symmetric positive-definite (d, d) matrices with eigenvalues in [min_eigenvalue,
     min_eigenvalue * max_condition] and random eigenvectors."""
@@ -131,7 +136,7 @@ def spd_matrices(draw, dim=st.integers(1, 5), min_eigenvalue: float = 1e-3,
 
 
 @st.composite
-def masks(draw, num_recordings=st.integers(1, 4), num_frames=st.integers(2, 40),
+def masks(draw, num_recordings=(1, 4), num_frames=(2, 40),
           min_frames: int = 2, holes: bool = False):
     """(N, T) float 0/1 masks of ragged recordings: recording i has its first T_i >=
     min_frames frames real and the rest padding (at least one recording is full length).
@@ -148,8 +153,8 @@ def masks(draw, num_recordings=st.integers(1, 4), num_frames=st.integers(2, 40),
 
 
 @st.composite
-def state_sequences(draw, num_states=st.integers(1, 6), num_recordings=st.integers(1, 4),
-                    num_frames=st.integers(2, 40), min_frames: int = 2, holes: bool = False):
+def state_sequences(draw, num_states=(1, 6), num_recordings=(1, 4),
+                    num_frames=(2, 40), min_frames: int = 2, holes: bool = False):
     """`{"z": (N, T) int states in [0, K), "mask": (N, T)}` with ragged masks (see `masks`)."""
     k = _size(draw, num_states)
     mask = draw(masks(num_recordings, num_frames, min_frames, holes))
@@ -158,7 +163,7 @@ def state_sequences(draw, num_states=st.integers(1, 6), num_recordings=st.intege
 
 
 @st.composite
-def ragged_recordings(draw, dim=st.integers(1, 4), num_recordings=st.integers(1, 4),
+def ragged_recordings(draw, dim=(1, 4), num_recordings=(1, 4),
                       min_frames: int = 2, max_frames: int = 40, scale: float = 10.0):
     """`{name: (T_i, D) float array}` with lengths in [min_frames, max_frames] and finite
     entries in [-scale, scale]: the raw input of `moseq.ops.batching.batch`."""
@@ -173,7 +178,7 @@ def ragged_recordings(draw, dim=st.integers(1, 4), num_recordings=st.integers(1,
 
 
 @st.composite
-def batched_recordings(draw, dim=st.integers(1, 4), num_recordings=st.integers(1, 4),
+def batched_recordings(draw, dim=(1, 4), num_recordings=(1, 4),
                        min_frames: int = 2, max_frames: int = 40, scale: float = 10.0):
     """`{"x": (N, T, D), "mask": (N, T)}`: ragged recordings padded to the longest, as the
     scheduler takes them (padding frames repeat each recording's last frame)."""
