@@ -96,6 +96,10 @@ def _call(block, method, fn, inputs: dict[str, Mapping], key, *, declared=None):
         _fail(block, f"{method} reuses a random key",
               f"{str(error).splitlines()[0]} Split the key (jax.random.split) and use each "
               "child once.")
+    except Exception as error:  # noqa: BLE001 - any failure to trace is the finding
+        _fail(block, f"{method} does not trace under jax.jit",
+              f"{type(error).__name__}: {str(error).splitlines()[0]} (host-side Python or "
+              "NumPy on traced values? use jnp and lax control flow).")
     for name, snapshot in snapshots.items():
         change = snapshot.changed(inputs[name])
         if change:
