@@ -65,7 +65,8 @@ def positive_floats(min_value: float = 1e-2, max_value: float = 1e2) -> st.Searc
 def hdp_hyperparameters(draw, num_states=(2, 8)):
     """Keyword arguments of `HDPTransitions`: num_states, alpha, kappa, gamma.
 
-    Concentrations stay in [0.5, 100] so that Dirichlet draws do not underflow to zero.
+    Concentrations stay in [0.5, 100], away from the tiny values whose Dirichlet draws
+    underflow to exact zeros.
     """
     return {"num_states": _size(draw, num_states), "alpha": draw(positive_floats(0.5, 100.0)),
             "kappa": draw(st.one_of(st.just(0.0), positive_floats(0.1, 100.0))),
@@ -139,10 +140,11 @@ def spd_matrices(draw, dim=(1, 5), min_eigenvalue: float = 1e-3,
 def masks(draw, num_recordings=(1, 4), num_frames=(2, 40),
           min_frames: int = 2, holes: bool = False):
     """(N, T) float 0/1 masks of ragged recordings: recording i has its first T_i >=
-    min_frames frames real and the rest padding (at least one recording is full length).
+    min_frames frames real and the rest padding (at least one recording is full length;
+    T is raised to min_frames if drawn smaller).
     `holes=True` also masks random frames inside recordings (missing data)."""
-    n, t = _size(draw, num_recordings), _size(draw, num_frames)
-    low = min(min_frames, t)
+    n, t = _size(draw, num_recordings), max(_size(draw, num_frames), min_frames)
+    low = min_frames
     lengths = [draw(st.integers(low, t)) for _ in range(n)]
     lengths[draw(st.integers(0, n - 1))] = t
     mask = (np.arange(t)[None, :] < np.asarray(lengths)[:, None]).astype(np.float64)
