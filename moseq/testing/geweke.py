@@ -265,12 +265,12 @@ def joint_draw(model: GibbsScheduler, key, data: Data, fixed: State | None = Non
     return _data_draws(model, data_key, state, dict(data)), state
 
 
-def _fixed_values(model, key, data, tested) -> State:
-    if tuple(tested) == model.block_names:
+def _fixed_values(model, key, data, frozen: tuple[str, ...]) -> State:
+    """One prior draw of the variables of the `frozen` blocks (traced, inside a program)."""
+    if not frozen:
         return {}
-    _, state = _joint_call(model, key, data, {})
-    return {v: state[v] for block in model.blocks if block.name not in tested
-            for v in block.writes}
+    _, state = joint_draw(model, key, data)
+    return {v: state[v] for block in model.blocks if block.name in frozen for v in block.writes}
 
 
 # ---- compiled simulators ----------------------------------------------------------------
@@ -298,18 +298,17 @@ def _compile(fn, static_argnames):
     return call
 
 
-_joint_call = _compile(joint_draw, ())
-
-
-def _mc_values(model, keys, data, fixed, *, functions):
-    """Marginal-conditional draws: keys (batches, batch_size) -> (draws, functions)."""
+def _mc_values(model, keys, data, fixed_key, *, functions, frozen):
+    """Marginal-conditional draws: keys (batches, batch_size) -> (draws, functions), and the
+    values at which the `frozen` blocks are held (returned for the SC chains)."""
+    fixed = _fixed_values(model, fixed_key, data, frozen)
 
     def one(key):
         draw_data, state = joint_draw(model, key, data, fixed)
         return _evaluate(model, functions, draw_data, state)
 
     values = jax.lax.map(jax.vmap(one), keys)
-    return values.reshape(-1, values.shape[-1])
+    return values.reshape(-1, values.shape[-1]), fixed
 
 
 def batched_keys(key, num: int, batch_size: int):
@@ -347,7 +346,7 @@ def _sc_values(model, keys, data, fixed, *, functions, frozen, num_steps, thin, 
     return jax.vmap(chain)(keys)
 
 
-_mc_call = _compile(_mc_values, ("functions",))
+_mc_call = _compile(_mc_values, ("functions", "frozen"))
 _sc_call = _compile(_sc_values, ("functions", "frozen", "num_steps", "thin", "burn_in"))
 
 
@@ -605,9 +604,9 @@ def geweke_test(
     steps = max(-(-num_sc // num_chains), 4)
     key = as_key(seed)
     fixed_key, mc_key, sc_key = jax.random.split(key, 3)
-    fixed = _fixed_values(model, fixed_key, data, tested)
-    mc = _mc_call(model, batched_keys(mc_key, num_samples, batch_size), data, fixed,
-                  functions=functions)[:num_samples]
+    mc, fixed = _mc_call(model, batched_keys(mc_key, num_samples, batch_size), data, fixed_key,
+                         functions=functions, frozen=frozen)
+    mc = mc[:num_samples]
     sc = _sc_call(model, jax.random.split(sc_key, num_chains), data, fixed, functions=functions,
                   frozen=frozen, num_steps=steps, thin=thin, burn_in=burn_in)
     return _compare([name for name, _ in functions], np.asarray(mc, float),

@@ -51,9 +51,10 @@ from moseq.testing.geweke import (
 __all__ = ["SBCReport", "SBCRow", "sbc", "rank_uniformity"]
 
 
-def _replicate_ranks(model, keys, data, fixed, *, functions, frozen, init, warmup, num_draws,
-                     thin):
+def _replicate_ranks(model, keys, data, fixed_key, *, functions, frozen, init, warmup,
+                     num_draws, thin):
     """Ranks of the truth among `num_draws` recorded draws: keys (batches, size) -> (R, F)."""
+    fixed = _fixed_values(model, fixed_key, data, frozen)
 
     def replicate(key):
         truth_key, init_key, chain_key, tie_key = jax.random.split(key, 4)
@@ -245,9 +246,8 @@ def sbc(
         test_functions = default_test_functions(model, data, tested, label_invariant=True)
     functions = _named_functions(test_functions)
     fixed_key, rank_key = jax.random.split(as_key(seed))
-    fixed = _fixed_values(model, fixed_key, data, tested)
     ranks = np.asarray(_ranks_call(
-        model, batched_keys(rank_key, num_replicates, batch_size), data, fixed,
+        model, batched_keys(rank_key, num_replicates, batch_size), data, fixed_key,
         functions=functions, frozen=frozen, init=init, warmup=warmup, num_draws=num_draws,
         thin=thin,
     ))[:num_replicates]
