@@ -89,8 +89,7 @@ class StickyDirTransitions(GibbsBlock):
 
     def sample_prior(self, key, state):
         counts = jnp.zeros((self.num_states, self.num_states), jnp.result_type(int))
-        pi = sample_dir_transitions(key, counts, self.beta, self.kappa)
-        return {"pi": jnp.maximum(pi, jnp.finfo(pi.dtype).tiny)}
+        return {"pi": sample_dir_transitions(key, counts, self.beta, self.kappa)}
 
     def log_prob(self, data, state):
         pi = state["pi"]

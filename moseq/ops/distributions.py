@@ -21,12 +21,15 @@ def sample_dirichlet(
     """One Dirichlet draw per leading index of `concentration`.
 
     Drawn as the softmax of log-gamma variates, so concentrations far below 1 (weak-limit HDP
-    rows with small `alpha * beta`) give valid probability vectors instead of 0/0.
+    rows with small `alpha * beta`) give valid probability vectors instead of 0/0. Entries
+    that underflow are raised to the smallest normal float, so that log densities of the
+    draw stay finite (the row sums move by far less than rounding error).
     """
     concentration = jnp.asarray(concentration)
     dtype = concentration.dtype if jnp.issubdtype(concentration.dtype, jnp.floating) else float
     log_gammas = jax.random.loggamma(key, concentration, concentration.shape, dtype=dtype)
-    return jax.nn.softmax(log_gammas, axis=-1)
+    probabilities = jax.nn.softmax(log_gammas, axis=-1)
+    return jnp.maximum(probabilities, jnp.finfo(probabilities.dtype).tiny)
 
 
 def _float_dtype(*arrays):

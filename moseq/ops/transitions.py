@@ -176,14 +176,6 @@ def resample_hdp_transitions(
     return sample_hdp_transitions(seed, counts, betas, alpha, kappa, gamma)
 
 
-def _with_floor(pi: Float[Array, "K K"]) -> Float[Array, "K K"]:
-    """Lift exact zeros (float underflow of tiny Dirichlet draws) so that log(pi) is finite.
-
-    Row sums move by at most K times the smallest normal float, far below rounding error.
-    """
-    return jnp.maximum(pi, jnp.finfo(pi.dtype).tiny)
-
-
 def init_hdp_transitions(
     seed: PRNGKeyArray, num_states: int, alpha: float, kappa: float, gamma: float, **kwargs
 ) -> tuple[Float[Array, " K"], Float[Array, "K K"]]:
@@ -195,7 +187,7 @@ def init_hdp_transitions(
     betas_key, pi_key = jax.random.split(seed)
     betas = sample_dirichlet(betas_key, jnp.full((num_states,), gamma / num_states, dtype))
     zero_counts = jnp.zeros((num_states, num_states), dtype)
-    return betas, _with_floor(sample_pi(pi_key, zero_counts, betas, alpha, kappa))
+    return betas, sample_pi(pi_key, zero_counts, betas, alpha, kappa)
 
 
 def sample_dir_transitions(
