@@ -1,0 +1,141 @@
+"""Stack recordings into the models' batched data, and split per-frame results back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import jax
+import numpy as np
+from jaxtyping import Float, Int
+
+from moseq.io._recording import Recording
+from moseq.ops import batching
+
+
+class Batch(NamedTuple):
+    """Recordings stacked for a model, and what is needed to undo the stacking.
+
+    Attributes:
+        data: `{"Y": (N, L, K, D), "conf": (N, L, K), "mask": (N, L)}`, all finite. `mask` is
+            1 on real frames that have a keypoint, 0 elsewhere; `conf` is 0 on missing
+            keypoints and on padding.
+        keys: `(N,)` the recording of each row.
+        bounds: `(N, 2)` the `(start, end)` frames of each row in its recording.
+        keypoint_names: the `K` keypoints, in the order of `data["Y"]`'s third axis.
+        anterior_idxs, posterior_idxs: indices into `keypoint_names` of the `anterior` and
+            `posterior` keypoints given to `to_batch` (empty when not given).
+    """
+
+    data: dict[str, np.ndarray]
+    keys: np.ndarray
+    bounds: Int[np.ndarray, "N 2"]
+    keypoint_names: tuple[str, ...]
+    anterior_idxs: Int[np.ndarray, " A"]
+    posterior_idxs: Int[np.ndarray, " P"]
+
+
+def to_batch(
+    recordings: Mapping[str, Recording],
+    anterior: Sequence[str] = (),
+    posterior: Sequence[str] = (),
+    seg_length: int | None = None,
+    seg_overlap: int = 30,
+) -> Batch:
+    """Stack recordings into `(N, L, ...)` arrays a model can fit.
+
+    Missing keypoints are filled by linear interpolation over time (a keypoint never seen in
+    a recording: by the mean of the others in each frame) and get confidence 0, so `Y` is
+    finite everywhere. Rows are padded by repeating their last frame, with mask and
+    confidence 0 there (see `moseq.ops.batching.batch`).
+
+    Args:
+        recordings: `{name: Recording}` from `load_keypoints`; all with the same keypoints.
+        anterior, posterior: keypoint names at the front and back of the body, for the
+            heading of egocentric alignment.
+        seg_length: None for one row per recording, as long as the longest; otherwise rows
+            are segments starting every `seg_length` frames, `seg_length + seg_overlap` long.
+        seg_overlap: frames shared by consecutive segments of a recording; weigh statistics
+            by `moseq.ops.segment_ownership(mask, bounds, seg_overlap)` to count them once.
+    """
+    if not recordings:
+        raise ValueError("`recordings` is empty; give at least one recording.")
+    first = next(iter(recordings.values()))
+    for recording in recordings.values():
+        if recording.keypoint_names != first.keypoint_names:
+            raise ValueError(
+                f"Recordings {first.name!r} and {recording.name!r} have different keypoints: "
+                f"{list(first.keypoint_names)} and {list(recording.keypoint_names)}; load them "
+                "with the same `keypoints=[...]`."
+            )
+        if not recording.mask.any():
+            raise ValueError(f"Recording {recording.name!r} has no frame with any keypoint.")
+    anterior_idxs = keypoint_indices("anterior", anterior, first.keypoint_names)
+    posterior_idxs = keypoint_indices("posterior", posterior, first.keypoint_names)
+
+    dtype = jax.dtypes.canonicalize_dtype(np.float64)
+    keys = list(recordings)
+    per_recording = {
+        "Y": {name: _fill_missing(rec.Y) for name, rec in recordings.items()},
+        "conf": {name: rec.confidence for name, rec in recordings.items()},
+        "mask": {name: rec.mask.astype(float) for name, rec in recordings.items()},
+    }
+    batched = {
+        field: batching.batch(arrays, keys=keys, seg_length=seg_length, seg_overlap=seg_overlap)
+        for field, arrays in per_recording.items()
+    }
+    data = {field: rows for field, (rows, _, _) in batched.items()}
+    _, real_frames, (segment_keys, bounds) = batched["mask"]
+    data["mask"] = data["mask"] * real_frames
+    data["conf"] = data["conf"] * real_frames[..., None]
+    data = {field: value.astype(dtype) for field, value in data.items()}
+    return Batch(data, segment_keys, bounds, first.keypoint_names, anterior_idxs, posterior_idxs)
+
+
+def unbatch(values, batch: Batch) -> dict[str, np.ndarray]:
+    """Split per-frame results `(N, L, ...)` on the rows of `batch` into one array per recording.
+
+    Where segments overlap, frames come from the earlier segment. Results that cover fewer
+    frames than `L` (e.g. states that start after `nlags` frames) must first be padded at the
+    front to `L`, e.g. with `moseq.ops.pad_along_axis`.
+
+    Returns:
+        `{name: array (T_name, ...)}` in the order of `batch.keys`.
+    """
+    values = np.asarray(values)
+    length = batch.data["mask"].shape[1]
+    if values.shape[:2] != (len(batch.keys), length):
+        raise ValueError(
+            f"`values` must have shape ({len(batch.keys)}, {length}, ...), one entry per row "
+            f"and frame of `batch`; got {values.shape}."
+        )
+    return batching.unbatch(values, batch.keys, batch.bounds)
+
+
+def keypoint_indices(argument: str, names: Sequence[str], keypoint_names) -> np.ndarray:
+    """Indices of `names` in `keypoint_names`; `argument` is the parameter named in errors."""
+    if isinstance(names, str):
+        names = [names]
+    unknown = [name for name in names if name not in keypoint_names]
+    if unknown:
+        raise ValueError(
+            f"`{argument}` names {unknown}, which are not keypoints of these recordings; "
+            f"choose from {list(keypoint_names)}."
+        )
+    return np.array([list(keypoint_names).index(name) for name in names], dtype=int)
+
+
+def _fill_missing(Y: Float[np.ndarray, "T K D"]) -> Float[np.ndarray, "T K D"]:
+    """`Y` with NaN points interpolated over time, and never-seen keypoints at the centroid."""
+    seen = ~np.isnan(Y[..., 0])
+    frames = np.arange(len(Y))
+    filled = Y.copy()
+    for keypoint in np.flatnonzero(seen.any(axis=0) & ~seen.all(axis=0)):
+        known = seen[:, keypoint]
+        for axis in range(Y.shape[-1]):
+            filled[~known, keypoint, axis] = np.interp(
+                frames[~known], frames[known], Y[known, keypoint, axis]
+            )
+    never_seen = ~seen.any(axis=0)
+    filled[:, never_seen] = filled[:, ~never_seen].mean(axis=1, keepdims=True)
+    return filled
