@@ -1,4 +1,7 @@
-"""HMM state-sequence sampling: N=8 recordings x T=5,000 frames x K=100 states, float32."""
+"""HMM state-sequence sampling: N=8 recordings x T=5,000 frames x K=100 states, float32.
+
+`xla_mb` is the temporary memory XLA allocates for one call (inputs and outputs excluded).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks._timing import best_seconds, optional_module
+from benchmarks.arhmm import xla_working_mb
 from moseq.ops.hmm import sample_hmm_stateseq
 
 NUM_RECORDINGS, NUM_FRAMES, NUM_STATES = 8, 5_000, 100
@@ -33,9 +37,11 @@ def run(report) -> None:
         candidates["jax-moseq"] = (theirs, (legacy_keys, transition_matrix, log_likelihoods,
                                             mask))
     best = best_seconds(candidates)
-    report("hmm: sample_hmm_stateseq (vmap over 8 x 5000, K=100), best of 15", best["moseq"])
+    memory = {name: f"{xla_working_mb(fn, *args):.0f}" for name, (fn, args) in candidates.items()}
+    report("hmm: sample_hmm_stateseq (vmap over 8 x 5000, K=100), best of 15", best["moseq"],
+           xla_mb=memory["moseq"])
     if jax_moseq is None:
         report("hmm: jax-moseq not importable, no comparison", None)
         return
     report("hmm: jax-moseq sample_hmm_stateseq (same inputs)", best["jax-moseq"],
-           speedup=best["jax-moseq"] / best["moseq"])
+           xla_mb=memory["jax-moseq"], speedup=best["jax-moseq"] / best["moseq"])

@@ -167,3 +167,15 @@ def test_time_major_batch_matches_single_calls():
                                              log_likelihoods[:, n], mask[:, n])
         np.testing.assert_allclose(log_norms[n], log_norm, rtol=1e-12)
         np.testing.assert_array_equal(states[:, n], path)
+
+
+def test_batched_sampler_works_in_one_time_major_buffer():
+    """The filtered distributions overwrite the log-likelihoods: XLA's working memory is one
+    (T, N, K) array (a copy of the input), not one per intermediate (evidence, filtered)."""
+    num_frames, num_recordings, num_states = 300, 4, 32
+    log_likelihoods = jnp.zeros((num_frames, num_recordings, num_states))
+    args = (jax.random.split(jax.random.key(0), num_recordings),
+            jnp.full((num_states, num_states), 1.0 / num_states), log_likelihoods,
+            jnp.ones((num_frames, num_recordings)))
+    compiled = jax.jit(sample_hmm_stateseqs).lower(*args).compile()
+    assert compiled.memory_analysis().temp_size_in_bytes < 1.5 * log_likelihoods.nbytes

@@ -36,28 +36,35 @@ def _check_hmm_args(transition_matrix, log_likelihoods, mask) -> None:
 def _filter(transition_matrix, log_likelihoods, mask):
     """Time-major forward filter: log_likelihoods (T, N, K), mask (T, N) -> (N,), (T, N, K).
 
-    Each frame's evidence is rescaled by its maximum before the scan (so log-likelihoods of
-    any magnitude are safe) and the predicted distribution is floored at the smallest normal
-    float, so a frame's normaliser can never be zero. Time-major arrays are what the scan
-    reads and writes, so no (T, N, K) transpose is ever made.
+    The filtered distributions overwrite the log-likelihoods frame by frame in one loop-carried
+    buffer, so the filter holds a single (T, N, K) array (XLA updates it in place). Each
+    frame's evidence is rescaled by its maximum (log-likelihoods of any magnitude are safe)
+    and the predicted distribution is floored at the smallest normal float, so a frame's
+    normaliser can never be zero.
     """
     dtype = jnp.result_type(transition_matrix, log_likelihoods)
     num_states = log_likelihoods.shape[-1]
-    evidence = jnp.where(mask[..., None] > 0, log_likelihoods, 0).astype(dtype)
-    evidence_max = jnp.max(evidence, axis=-1, keepdims=True)
-    scaled_evidence = jnp.exp(evidence - evidence_max)
     transition_matrix = transition_matrix.astype(dtype)
     floor = jnp.finfo(dtype).tiny
 
-    def step(predicted, frame_evidence):
-        weights = predicted * frame_evidence
+    def step(carry, inputs):
+        predicted, buffer = carry
+        t, observed = inputs
+        evidence = jnp.where(observed[:, None] > 0, buffer[t], 0)
+        evidence_max = jnp.max(evidence, axis=-1, keepdims=True)
+        weights = predicted * jnp.exp(evidence - evidence_max)
         normaliser = jnp.sum(weights, axis=-1, keepdims=True)
         filtered = weights / normaliser
-        return jnp.maximum(filtered @ transition_matrix, floor), (filtered, normaliser[..., 0])
+        predicted = jnp.maximum(filtered @ transition_matrix, floor)
+        log_normaliser = jnp.log(normaliser[:, 0]) + evidence_max[:, 0]
+        return (predicted, buffer.at[t].set(filtered)), log_normaliser
 
     initial = jnp.full(log_likelihoods.shape[1:], 1.0 / num_states, dtype)
-    _, (filtered, normalisers) = jax.lax.scan(step, initial, scaled_evidence)
-    return jnp.sum(jnp.log(normalisers), 0) + jnp.sum(evidence_max[..., 0], 0), filtered
+    frames = jnp.arange(log_likelihoods.shape[0])
+    (_, filtered), log_normalisers = jax.lax.scan(
+        step, (initial, log_likelihoods.astype(dtype)), (frames, mask)
+    )
+    return jnp.sum(log_normalisers, 0), filtered
 
 
 def hmm_filter(
@@ -102,16 +109,20 @@ def _inverse_cdf_draw(probs: Float[Array, " K"], uniform: Float[Array, ""]) -> I
 
 
 def _backward(uniforms, transition_matrix, filtered):
-    """Time-major backward sampler: uniforms (T, N), filtered (T, N, K) -> states (T, N)."""
+    """Time-major backward sampler: uniforms (T, N), filtered (T, N, K) -> states (T, N).
+
+    Frames are read by index from `filtered`, so no shifted (T - 1, N, K) copy is made.
+    """
     draw = jax.vmap(_inverse_cdf_draw)
     last = draw(filtered[-1], uniforms[-1])
 
     def step(next_state, inputs):
-        filtered_t, uniform = inputs
-        state = draw(filtered_t * transition_matrix[:, next_state].T, uniform)
+        t, uniform = inputs
+        state = draw(filtered[t] * transition_matrix[:, next_state].T, uniform)
         return state, state
 
-    _, earlier = jax.lax.scan(step, last, (filtered[:-1], uniforms[:-1]), reverse=True)
+    frames = jnp.arange(filtered.shape[0] - 1)
+    _, earlier = jax.lax.scan(step, last, (frames, uniforms[:-1]), reverse=True)
     return jnp.concatenate([earlier, last[None]], axis=0)
 
 
@@ -165,7 +176,8 @@ def sample_hmm_stateseqs(
 
     With `seeds[n]` the draw of recording n is the one `sample_hmm_stateseq(seeds[n], ...)`
     gives. Time-major inputs are what the forward scan reads, so large (T, N, K) arrays are
-    never transposed: this is the memory-lean batched form that `HMMStates` uses.
+    never transposed, and the filtered distributions take the log-likelihoods' place: the
+    working memory is one (T, N, K) array. This is the batched form that `HMMStates` uses.
     """
     transition_matrix = jnp.asarray(transition_matrix)
     log_likelihoods = jnp.asarray(log_likelihoods)
