@@ -6,14 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_testing_geweke import (
-    SHAPES,
-    NormalMean,
-    NormalMeanOverconfident,
-    arhmm_model,
-    slds_model,
-    toy_model,
-)
 
 from moseq.blocks import ARDynamics, HDPTransitions, HMMStates, StickyDirTransitions
 from moseq.core import RECORDING_INDEX, recording_keys
@@ -26,6 +18,14 @@ from moseq.ops.transitions import (
     sample_pi,
 )
 from moseq.testing import ContractError, check_block
+from tests.test_testing_geweke import (
+    SHAPES,
+    NormalMean,
+    NormalMeanOverconfident,
+    arhmm_model,
+    slds_model,
+    toy_model,
+)
 
 
 def ragged_mask(num_recordings=2, num_frames=30):

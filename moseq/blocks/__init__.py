@@ -3,6 +3,12 @@
 from moseq.blocks.ar import ARDynamics
 from moseq.blocks.emissions import LinearGaussianObservations
 from moseq.blocks.kalman import KalmanLatents
+from moseq.blocks.keypoints import (
+    KeypointCentroid,
+    KeypointHeading,
+    KeypointNoiseScales,
+    KeypointObservations,
+)
 from moseq.blocks.providers import GaussianEmissions, StateLikelihoods
 from moseq.blocks.states import HMMStates
 from moseq.blocks.transitions import HDPTransitions, StickyDirTransitions
@@ -13,6 +19,10 @@ __all__ = [
     "HDPTransitions",
     "HMMStates",
     "KalmanLatents",
+    "KeypointCentroid",
+    "KeypointHeading",
+    "KeypointNoiseScales",
+    "KeypointObservations",
     "LinearGaussianObservations",
     "StateLikelihoods",
     "StickyDirTransitions",

@@ -12,7 +12,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from moseq.blocks.providers import StateLikelihoods
-from moseq.core.block import Data, State
+from moseq.core.block import Data, State, recording_span
 from moseq.core.reduce import sum_over_recordings
 from moseq.ops._checks import check_positive
 from moseq.ops.autoregression import ar_design, ar_log_likelihoods, ar_sufficient_stats
@@ -36,7 +36,12 @@ class ARDynamics(StateLikelihoods):
     (oldest lag first) and `Q` (K, D, D). Model: x_t ~ N(Ab_{z_t} [lags_t; 1], Q_{z_t}) for
     t >= L. Prior: Q_k ~ IW(S_0, nu_0), Ab_k | Q_k ~ MN(M_0, Q_k, K_0).
     Conditional: the MNIW posterior of each state from its frames' regression statistics
-    (segment sums over the states in use; masked frames weigh nothing).
+    (segment sums over the states in use).
+
+    Which frames are modelled (`modelled_frames`): when `x` is data, frame t >= L only if
+    it and its L lags are unmasked (other frames are covariates the model does not score);
+    when `x` is a latent, every frame t >= L up to the recording's last unmasked frame (x is
+    imputed where the observations are masked).
 
     Build with `ARDynamics.create(num_states, latent_dim, nlags)` for the usual defaults
     (nu_0 = D + 2, S_0 = 0.01 I, K_0 = 10 I, M_0 = identity on the newest lag).
@@ -101,11 +106,26 @@ class ARDynamics(StateLikelihoods):
     def _trajectory(self, data: Data, state: State) -> Array:
         return state["x"] if "x" in state else data["x"]
 
+    def modelled_frames(self, data: Data) -> Array:
+        """(N, T) bool: frames whose AR likelihood the model includes (none of the first L)."""
+        mask = data["mask"] > 0
+        num_frames = mask.shape[-1]
+        if "x" in data:
+            lags = [mask[:, lag : num_frames - self.nlags + lag] for lag in range(self.nlags + 1)]
+            modelled = jnp.all(jnp.stack(lags), axis=0)
+        else:
+            modelled = recording_span(mask)[:, self.nlags :]
+        return jnp.concatenate([jnp.zeros_like(mask[:, : self.nlags]), modelled], axis=1)
+
+    def scored_frames(self, data, state):
+        return self.modelled_frames(data)[:, self.nlags :]
+
     def posterior(self, data: Data, state: State):
         """(nu_n, S_n, M_n, K_n) of every state, each with a leading K axis."""
         stats = sum_over_recordings(
-            lambda x, z, mask: ar_sufficient_stats(x, z, mask, self.num_states, self.nlags),
-            self._trajectory(data, state), state["z"], data["mask"],
+            lambda x, z, weights: ar_sufficient_stats(x, z, weights, self.num_states,
+                                                      self.nlags),
+            self._trajectory(data, state), state["z"], self.modelled_frames(data),
         )
         return jax.vmap(mniw_posterior, in_axes=(0, 0, 0, 0, None, None, None, None))(
             *stats, self.nu_0, self.S_0, self.M_0, self.K_0)
@@ -142,27 +162,38 @@ class ARDynamics(StateLikelihoods):
         prior = jnp.sum(jax.vmap(mniw_log_prob, in_axes=(0, 0, None, None, None, None))(
             state["Ab"], state["Q"], self.nu_0, self.S_0, self.M_0, self.K_0))
         frames = self.frame_log_likelihoods(data, state)
-        return prior + jnp.sum(jnp.where(data["mask"][:, self.nlags :] > 0, frames, 0.0))
+        return prior + jnp.sum(jnp.where(self.scored_frames(data, state), frames, 0.0))
 
-    def sample_data(self, key, state, initial_variance: float = 1.0) -> Data:
-        """Simulate `x` (N, T, D) given `z`, `Ab`, `Q`: the first L frames
-        ~ N(0, initial_variance I), then the AR recursion."""
+    def sample_data(self, key, state) -> Data:
+        """Simulate observed `x` (N, T, D) given `z`, `Ab`, `Q` and the mask: the AR
+        recursion on modelled frames, N(0, I) draws (independent of the parameters) on the
+        others."""
+        return {"x": self.simulate_trajectory(key, state, self.modelled_frames(state))}
+
+    def simulate_trajectory(self, key, state: State, recursive=None,
+                            initial_variance: float = 1.0) -> Float[Array, "N T D"]:
+        """x (N, T, D) from `z`, `Ab`, `Q`: the AR recursion on the frames where `recursive`
+        (N, T) is true (by default every frame t >= L), N(0, initial_variance I) elsewhere."""
         z, Ab, Q = state["z"], state["Ab"], state["Q"]
         num_recordings, num_steps = z.shape
         dim, nlags = self.latent_dim, self.nlags
-        start_key, noise_key = jax.random.split(key)
-        start = jnp.sqrt(initial_variance) * jax.random.normal(
-            start_key, (num_recordings, nlags, dim), Ab.dtype)
-        noise = jax.random.normal(noise_key, (num_recordings, num_steps, dim), Ab.dtype)
+        fresh = jnp.sqrt(initial_variance) * jax.random.normal(
+            key, (num_recordings, num_steps + nlags, dim), Ab.dtype)
+        if recursive is None:
+            recursive = jnp.ones((num_recordings, num_steps + nlags), bool).at[:, :nlags].set(
+                False)
         chol = cholesky(Q)
 
         def step(lags, inputs):
-            states, eps = inputs  # (N,), (N, D)
+            states, eps, recurse = inputs  # (N,), (N, D), (N,)
             regressors = jnp.concatenate([lags.reshape(num_recordings, -1),
                                           jnp.ones((num_recordings, 1), lags.dtype)], -1)
             mean = jnp.einsum("ndp,np->nd", Ab[states], regressors)
             new = mean + jnp.einsum("nde,ne->nd", chol[states], eps)
+            new = jnp.where(recurse[:, None], new, jnp.sqrt(initial_variance) * eps)
             return jnp.concatenate([lags[:, 1:], new[:, None]], axis=1), new
 
-        _, frames = jax.lax.scan(step, start, (z.T, jnp.swapaxes(noise, 0, 1)))
-        return {"x": jnp.concatenate([start, jnp.swapaxes(frames, 0, 1)], axis=1)}
+        noise = jnp.swapaxes(fresh[:, nlags:], 0, 1) / jnp.sqrt(initial_variance)
+        _, frames = jax.lax.scan(step, fresh[:, :nlags],
+                                 (z.T, noise, recursive[:, nlags:].T))
+        return jnp.concatenate([fresh[:, :nlags], jnp.swapaxes(frames, 0, 1)], axis=1)

@@ -16,6 +16,13 @@ from moseq.ops.distributions import sample_scaled_inv_chi2
 from moseq.ops.linalg import apply_affine, psd_solve
 
 
+def least_squares_latents(Y: Float[Array, "N T obs"], Cd: Float[Array, "obs D+1"]):
+    """x (N, T, D) solving C x_t = Y_t - d in the least-squares sense, frame by frame."""
+    C, d = Cd[:, :-1].astype(Y.dtype), Cd[:, -1].astype(Y.dtype)
+    projected = ((Y - d) @ C).reshape(-1, C.shape[1]).T  # (D, N T)
+    return psd_solve(C.T @ C, projected).T.reshape(*Y.shape[:-1], C.shape[1])
+
+
 class LinearGaussianObservations(GaussianEmissions):
     """Observations `Y` (N, T, obs) = C x_t + d + noise, noise ~ N(0, diag(sigmasq)).
 
@@ -52,11 +59,7 @@ class LinearGaussianObservations(GaussianEmissions):
         return data["Y"].astype(dtype), Cd[:, :-1], Cd[:, -1], variances
 
     def initial_latents(self, data, state) -> Float[Array, "N T D"]:
-        """x = the least-squares solution of C x_t = Y_t - d, frame by frame."""
-        Y = jnp.asarray(data["Y"])
-        C, d = self.Cd[:, :-1].astype(Y.dtype), self.Cd[:, -1].astype(Y.dtype)
-        projected = ((Y - d) @ C).reshape(-1, C.shape[1]).T  # (D, N T)
-        return psd_solve(C.T @ C, projected).T.reshape(*Y.shape[:-1], C.shape[1])
+        return least_squares_latents(jnp.asarray(data["Y"]), self.Cd)
 
     def _squared_residuals(self, data, state):
         residual = data["Y"] - apply_affine(state["x"], self.Cd)

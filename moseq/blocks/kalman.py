@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from moseq.blocks.ar import ARDynamics
 from moseq.blocks.providers import GaussianEmissions
-from moseq.core.block import GibbsBlock, recording_keys
+from moseq.core.block import GibbsBlock, recording_keys, recording_span
 from moseq.ops._checks import check_positive
 from moseq.ops.kalman import ar_to_lds_dynamics, ar_to_lds_emissions, kalman_sample
 
@@ -89,11 +89,13 @@ class KalmanLatents(GibbsBlock):
         return {"x": jax.vmap(one_recording)(keys, ys, variances, state["z"])}
 
     def sample_prior(self, key, state):
-        return self.dynamics.sample_data(key, state, initial_variance=self.prior_variance)
+        return {"x": self.dynamics.simulate_trajectory(key, state,
+                                                       initial_variance=self.prior_variance)}
 
     def log_prob(self, data, state):
         nlags = self.dynamics.nlags
         first = state["x"][:, :nlags]
         log_density = -0.5 * (first**2 / self.prior_variance
                               + jnp.log(2 * jnp.pi * self.prior_variance))
-        return jnp.sum(jnp.where(data["mask"][:, :nlags, None] > 0, log_density, 0.0))
+        span = recording_span(data["mask"])[:, :nlags, None]
+        return jnp.sum(jnp.where(span, log_density, 0.0))

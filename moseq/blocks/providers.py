@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 
 import equinox as eqx
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
 from moseq.core.block import Data, GibbsBlock, State
 
@@ -18,6 +18,11 @@ class StateLikelihoods(GibbsBlock):
     """
 
     nlags: eqx.AbstractVar[int]
+
+    def scored_frames(self, data: Data, state: State) -> Bool[Array, "N T-L"]:
+        """Frames t >= nlags whose likelihood counts (the rest are scored 0): by default the
+        unmasked ones."""
+        return data["mask"][:, self.nlags :] > 0
 
     @abc.abstractmethod
     def state_log_likelihoods(self, data: Data, state: State) -> Float[Array, "T-L N K"]:

@@ -7,7 +7,7 @@ from typing import ClassVar
 import jax
 
 from moseq.blocks.providers import StateLikelihoods
-from moseq.core.block import GibbsBlock, recording_keys
+from moseq.core.block import GibbsBlock, recording_keys, recording_span
 from moseq.ops.hmm import markov_chain_log_prob, sample_hmm_stateseqs, sample_markov_chain
 
 
@@ -16,7 +16,8 @@ class HMMStates(GibbsBlock):
 
     Prior: z starts uniformly and moves by the transition matrix `pi` (written by a
     transitions block). Conditional: one forward-filter/backward-sample draw per recording
-    (keys folded from the recording index), masked frames carrying no evidence.
+    (keys folded from the recording index); frames the provider does not score carry no
+    evidence. z is chained through masked frames inside a recording (missing observations).
     `likelihood` is any `StateLikelihoods` block in the same plan (e.g. `ARDynamics`).
     """
 
@@ -47,7 +48,7 @@ class HMMStates(GibbsBlock):
     def resample(self, key, data, state):
         log_likelihoods = self.likelihood.state_log_likelihoods(data, state)  # (T', N, K)
         num_frames, num_recordings = log_likelihoods.shape[:2]
-        mask = data["mask"][:, -num_frames:].T
+        mask = self.likelihood.scored_frames(data, state).T
         keys = recording_keys(key, data, num_recordings)
         _, z = sample_hmm_stateseqs(
             keys, state["pi"].astype(log_likelihoods.dtype), log_likelihoods, mask
@@ -66,6 +67,6 @@ class HMMStates(GibbsBlock):
         return {"z": z}
 
     def log_prob(self, data, state):
-        return markov_chain_log_prob(state["z"], state["pi"], data["mask"])
+        return markov_chain_log_prob(state["z"], state["pi"], recording_span(data["mask"]))
 
 

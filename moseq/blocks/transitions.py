@@ -7,7 +7,7 @@ from typing import ClassVar
 import equinox as eqx
 import jax.numpy as jnp
 
-from moseq.core.block import GibbsBlock
+from moseq.core.block import GibbsBlock, recording_span
 from moseq.ops._checks import check_positive
 from moseq.ops.densities import dirichlet_log_prob
 from moseq.ops.transitions import (
@@ -28,7 +28,8 @@ class HDPTransitions(GibbsBlock):
 
     Variables: `betas` (K,) global state usages, `pi` (K, K) transition matrix.
     Prior: betas ~ Dir(gamma/K), pi_i ~ Dir(alpha * betas + kappa * e_i).
-    Conditional: given the transition counts of `z` (destination frames unmasked), auxiliary
+    Conditional: given the transition counts of `z` (destinations within the recording span:
+    a masked frame inside a recording is a missing observation, its state still chained), auxiliary
     table counts with the sticky correction, then betas, then pi (`moseq.ops.transitions`).
     """
 
@@ -47,7 +48,7 @@ class HDPTransitions(GibbsBlock):
         check_positive("gamma", self.gamma)
 
     def resample(self, key, data, state):
-        counts = count_transitions(self.num_states, state["z"], data["mask"])
+        counts = count_transitions(self.num_states, state["z"], recording_span(data["mask"]))
         betas, pi = sample_hdp_transitions(
             key, counts, state["betas"], self.alpha, self.kappa, self.gamma
         )
@@ -84,7 +85,7 @@ class StickyDirTransitions(GibbsBlock):
         check_positive("kappa", self.kappa, allow_zero=True)
 
     def resample(self, key, data, state):
-        counts = count_transitions(self.num_states, state["z"], data["mask"])
+        counts = count_transitions(self.num_states, state["z"], recording_span(data["mask"]))
         return {"pi": sample_dir_transitions(key, counts, self.beta, self.kappa)}
 
     def sample_prior(self, key, state):

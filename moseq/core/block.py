@@ -75,9 +75,16 @@ class GibbsBlock(eqx.Module):
         """Raise a ValueError naming the argument if `data` cannot feed this block. Called by
         the scheduler before any compilation; the default accepts anything."""
 
+    def prepare_data(self, data: Data) -> Data:
+        """Host-side preparation of the user's data before validation and compilation (e.g.
+        filling gaps, adding defaults for optional arrays); returns a new dict. The default
+        returns `data` unchanged."""
+        return data
+
     def sample_data(self, key: PRNGKeyArray, state: State) -> Data:
-        """Observation blocks: simulate the data they score, given the state (used by
-        simulators and joint-distribution tests). Other blocks return nothing."""
+        """Observation blocks: simulate the data they score, given the state (merged with the
+        known data, such as the mask; used by simulators and joint-distribution tests).
+        Other blocks return nothing."""
         return {}
 
     def dependencies(self) -> tuple[GibbsBlock, ...]:
@@ -96,3 +103,11 @@ def recording_keys(key: PRNGKeyArray, data: Data, num_recordings: int) -> PRNGKe
     if index is None:
         index = jnp.arange(num_recordings)
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
+
+
+def recording_span(mask: Float[Array, "N T"]) -> Array:
+    """(N, T) bool: frames up to each recording's last unmasked frame. Frames inside it are
+    modelled (masked ones as missing observations); frames after it are padding, and a
+    padded recording (all masked) has an empty span."""
+    observed = jnp.asarray(mask) > 0
+    return jnp.flip(jnp.cumsum(jnp.flip(observed, -1), -1), -1) > 0

@@ -59,6 +59,8 @@ class GibbsScheduler(eqx.Module):
             recording axis (N, ...) and `"mask"` (N, T) marks real frames.
         mesh: optional `jax.sharding.Mesh` with a `"batch"` axis: recordings are padded to a
             multiple of its size and spread over it; global parameters are replicated.
+        frozen: names of blocks held fixed by default (after `init`) in `sweep` and `run`,
+            e.g. parameters a model keeps at their initial value; `frozen=` there overrides.
 
     The state is a dict of arrays; `init`, `sweep` and `run` take and return it without
     changing their inputs. One sweep splits its key into one key per block; per-recording
@@ -68,15 +70,17 @@ class GibbsScheduler(eqx.Module):
     blocks: tuple[GibbsBlock, ...]
     data_keys: tuple[str, ...] = eqx.field(static=True)
     mesh: Mesh | None = eqx.field(static=True)
+    frozen: tuple[str, ...] = eqx.field(static=True)
 
     def __init__(self, blocks: Sequence[GibbsBlock], data_keys: Sequence[str] = ("mask",),
-                 mesh: Mesh | None = None):
+                 mesh: Mesh | None = None, frozen: Sequence[str] = ()):
         self.blocks = tuple(blocks)
         self.data_keys = tuple(data_keys)
         self.mesh = sharding.automatic_mesh(mesh)
         writers = validate_plan(self.blocks, self.data_keys)
         init_order(self.blocks, writers)
         init_order(self.blocks, writers, "prior_reads")
+        self.frozen = self._check_frozen(frozen)
 
     # ---- plan ---------------------------------------------------------------------------
 
@@ -95,7 +99,12 @@ class GibbsScheduler(eqx.Module):
     def per_recording(self) -> set[str]:
         return {v for block in self.blocks for v in block.per_recording}
 
-    def _check_frozen(self, frozen: Sequence[str]) -> tuple[str, ...]:
+    def _check_frozen(self, frozen: Sequence[str] | None) -> tuple[str, ...]:
+        if frozen is None:
+            return self.frozen
+        if isinstance(frozen, str):
+            raise TypeError(f"`frozen` must be a sequence of block names; got the string "
+                            f"{frozen!r} (write ({frozen!r},)).")
         unknown = set(frozen) - set(self.block_names)
         if unknown:
             raise ValueError(f"`frozen` names {sorted(unknown)}, which are not blocks of this "
@@ -104,8 +113,18 @@ class GibbsScheduler(eqx.Module):
 
     # ---- data and state layout -----------------------------------------------------------
 
+    def prepare_data(self, data: Mapping[str, Array]) -> dict:
+        """The data after every block's `prepare_data` (gap filling, optional arrays)."""
+        data = dict(data)
+        for block in self.blocks:
+            data = block.prepare_data(data)
+        return data
+
     def check_data(self, data: Mapping[str, Array]) -> int:
         """Validate the data before any compilation; return the number of recordings."""
+        return self._validate(self.prepare_data(data))
+
+    def _validate(self, data: Mapping[str, Array]) -> int:
         missing = [k for k in self.data_keys if k not in data]
         if missing:
             raise ValueError(f"`data` lacks {missing}; this model needs {self.data_keys}.")
@@ -135,7 +154,8 @@ class GibbsScheduler(eqx.Module):
         return num_recordings
 
     def _layout(self, data: Mapping[str, Array], state: State | None):
-        num_recordings = self.check_data(data)
+        data = self.prepare_data(data)
+        num_recordings = self._validate(data)
         size = sharding.padded_size(num_recordings, self.mesh)
         padded = {k: sharding.pad_recordings(jnp.asarray(data[k]), size) for k in self.data_keys}
         if size > num_recordings:
@@ -152,16 +172,34 @@ class GibbsScheduler(eqx.Module):
 
     # ---- init, sweep, log joint ----------------------------------------------------------
 
-    def init(self, key, data: Mapping[str, Array]) -> State:
-        """Initial state: every block's `init`, ordered so each runs after what it reads."""
-        padded, _, num_recordings = self._layout(data, None)
+    def init(self, key, data: Mapping[str, Array], given: State | None = None) -> State:
+        """Initial state: every block's `init`, ordered so each runs after what it reads.
+
+        `given` holds values of some blocks' variables (e.g. the parameters of a fitted model,
+        to apply it to new recordings): those blocks are not initialised.
+        """
+        padded, given, num_recordings = self._layout(data, self._check_given(given))
         with recording_mesh(self.mesh):
-            state = _init(self, as_key(key), padded)
+            state = _init(self, as_key(key), padded, given)
         return sharding.unpad(state, self.per_recording, num_recordings)
 
+    def _check_given(self, given: State | None) -> State:
+        given = dict(given or {})
+        for block in self.blocks:
+            present = [v for v in block.writes if v in given]
+            if present and len(present) < len(block.writes):
+                missing = sorted(set(block.writes) - set(present))
+                raise ValueError(f"`given` sets {present} of {block.name} but not {missing}; "
+                                 "give all of a block's variables or none.")
+        unknown = set(given) - {v for b in self.blocks for v in b.writes}
+        if unknown:
+            raise ValueError(f"`given` names {sorted(unknown)}, which no block writes.")
+        return given
+
     def sweep(self, key, data: Mapping[str, Array], state: State,
-              frozen: Sequence[str] = ()) -> State:
-        """One pass over the blocks (those in `frozen` are held fixed), compiled once."""
+              frozen: Sequence[str] | None = None) -> State:
+        """One pass over the blocks (those in `frozen`, by default the scheduler's own
+        `frozen`, are held fixed), compiled once."""
         frozen = self._check_frozen(frozen)
         padded, state, num_recordings = self._layout(data, dict(state))
         with recording_mesh(self.mesh):
@@ -172,17 +210,26 @@ class GibbsScheduler(eqx.Module):
                                    dict(state), {})
         return sharding.unpad(new_state, self.per_recording, num_recordings)
 
-    def sample_prior(self, key, data: Mapping[str, Array]) -> State:
+    def sample_prior(self, key, data: Mapping[str, Array], given: State | None = None) -> State:
         """Every variable drawn from the generative model, parents first; `data` only gives
-        shapes (its mask, and any data a prior needs)."""
-        return _sample_prior(self, as_key(key), {k: jnp.asarray(v) for k, v in data.items()})
+        shapes (its mask, and any data a prior needs). Blocks whose variables are in `given`
+        keep those values."""
+        given = {k: jnp.asarray(v) for k, v in self._check_given(given).items()}
+        return _sample_prior(self, as_key(key), {k: jnp.asarray(v) for k, v in data.items()},
+                             given)
 
-    def simulate(self, key, data: Mapping[str, Array]) -> tuple[dict, State]:
-        """A draw of (data, state) from the joint distribution: `sample_prior`, then each
-        observation block's `sample_data`. Entries of `data` not simulated (the mask) are
-        kept."""
+    def simulate(self, key, data: Mapping[str, Array] | int, num_frames: int | None = None, *,
+                 given: State | None = None) -> tuple[dict, State]:
+        """A draw of (data, state) from the joint distribution: `sample_prior` (keeping the
+        variables in `given`, e.g. chosen parameters), then each observation block's
+        `sample_data`. Pass the shapes as `simulate(key, num_recordings, num_frames)` or as a
+        data dict holding at least the mask (entries not simulated are kept)."""
+        if not isinstance(data, Mapping):
+            if num_frames is None:
+                raise ValueError("`simulate(key, num_recordings, num_frames)` needs num_frames.")
+            data = {"mask": jnp.ones((int(data), int(num_frames)))}
         prior_key, data_key = jax.random.split(as_key(key))
-        state = self.sample_prior(prior_key, data)
+        state = self.sample_prior(prior_key, data, given)
         return _sample_data(self, data_key, state, dict(data)), state
 
     def log_joint(self, data: Mapping[str, Array], state: State) -> Float[Array, ""]:
@@ -202,7 +249,7 @@ class GibbsScheduler(eqx.Module):
         *,
         start_sweep: int = 0,
         chunk_size: int = 10,
-        frozen: Sequence[str] = (),
+        frozen: Sequence[str] | None = None,
         summaries: Mapping[str, Summary] | None = None,
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
@@ -304,33 +351,38 @@ def _compile(fn, static_argnames: tuple[str, ...] = ()):
     return call
 
 
-def _init_state(scheduler: GibbsScheduler, key, data) -> State:
+def _in_order(scheduler: GibbsScheduler, key, reads: str, given: State | None, draw):
+    """Run `draw(block, key, state)` for every block in dependency order (by `reads`), one
+    key per block; blocks whose variables are all `given` keep those values."""
+    given = given or {}
     writers = validate_plan(scheduler.blocks, scheduler.data_keys)
     keys = dict(zip(scheduler.block_names, jax.random.split(key, len(scheduler.blocks)),
                     strict=True))
     state: State = {}
-    for block in init_order(scheduler.blocks, writers):
-        updates = _declared(block, "init", block.init(keys[block.name], data, state))
+    for block in init_order(scheduler.blocks, writers, reads):
+        if block.writes and all(v in given for v in block.writes):
+            updates = {v: given[v] for v in block.writes}
+        else:
+            updates = draw(block, keys[block.name], state)
         state = {**state, **updates}
+    return state
+
+
+def _init_state(scheduler: GibbsScheduler, key, data, given=None) -> State:
+    state = _in_order(scheduler, key, "init_reads", given, lambda block, key, state: _declared(
+        block, "init", block.init(key, data, state)))
     return sharding.constrain(state, scheduler.per_recording, scheduler.mesh)
 
 
-def _prior_draws(scheduler: GibbsScheduler, key, data) -> State:
-    writers = validate_plan(scheduler.blocks, scheduler.data_keys)
-    keys = dict(zip(scheduler.block_names, jax.random.split(key, len(scheduler.blocks)),
-                    strict=True))
-    state: State = {}
-    for block in init_order(scheduler.blocks, writers, "prior_reads"):
-        updates = _declared(block, "sample_prior", block.sample_prior(keys[block.name],
-                                                                      {**data, **state}))
-        state = {**state, **updates}
-    return state
+def _prior_draws(scheduler: GibbsScheduler, key, data, given=None) -> State:
+    return _in_order(scheduler, key, "prior_reads", given, lambda block, key, state: _declared(
+        block, "sample_prior", block.sample_prior(key, {**data, **state})))
 
 
 def _data_draws(scheduler: GibbsScheduler, key, state, data) -> dict:
     keys = jax.random.split(key, len(scheduler.blocks))
     for block, block_key in zip(scheduler.blocks, keys, strict=True):
-        simulated = block.sample_data(block_key, state)
+        simulated = block.sample_data(block_key, {**data, **state})
         # A block may simulate a variable that is latent in this model (x in an SLDS).
         data = {**data, **{k: v for k, v in simulated.items() if k in scheduler.data_keys}}
     return data

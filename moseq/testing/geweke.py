@@ -55,12 +55,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from moseq.core.block import Data, GibbsBlock, State
-from moseq.core.plan import init_order, validate_plan
+from moseq.core.plan import validate_plan
 from moseq.core.scheduler import (
     GibbsScheduler,
     _data_draws,
-    _declared,
     _log_joint_terms,
+    _prior_draws,
     _resample_all,
     as_key,
 )
@@ -249,19 +249,8 @@ def joint_draw(model: GibbsScheduler, key, data: Data, fixed: State | None = Non
     """One draw of (data, state) from the joint: `sample_prior` of every block, parents first,
     then every block's `sample_data`. Variables in `fixed` are kept (their blocks are not
     drawn). With `fixed` empty this is `model.simulate(key, data)`, draw for draw."""
-    fixed = fixed or {}
-    writers = validate_plan(model.blocks, model.data_keys)
     prior_key, data_key = jax.random.split(as_key(key))
-    keys = dict(zip(model.block_names, jax.random.split(prior_key, len(model.blocks)),
-                    strict=True))
-    state: State = {}
-    for block in init_order(model.blocks, writers, "prior_reads"):
-        if block.writes and all(v in fixed for v in block.writes):
-            state = {**state, **{v: fixed[v] for v in block.writes}}
-            continue
-        updates = _declared(block, "sample_prior",
-                            block.sample_prior(keys[block.name], {**data, **state}))
-        state = {**state, **updates}
+    state = _prior_draws(model, prior_key, data, fixed)
     return _data_draws(model, data_key, state, dict(data)), state
 
 
