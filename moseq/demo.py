@@ -1,97 +1,87 @@
-"""`make demo`: sample syllables on built-in synthetic data with the kernels of `moseq.ops`.
+"""`make demo` / `python -m moseq.demo`: keypoint-SLDS fits on built-in data.
 
-The data are recordings of a sticky 5-state Markov chain observed through noisy 2-D Gaussian
-emissions. The sampler knows a bank of 20 candidate emission templates (the 5 true ones among
-them) and alternates sticky-HDP transition updates with forward-filter/backward-sample of
-the state sequences; it should concentrate its usage on the 5 true templates and recover
-their durations. Run with `python -m moseq.demo`.
+1. Synthetic keypoints simulated from a keypoint-SLDS with 5 well-separated syllables: the
+   fit (AR-only stage, then the full model) should find them again (frame accuracy after
+   matching fitted to true syllables).
+2. A real clip shipped with moseq (JABS, one mouse, 1800 frames at 30 fps, 12 keypoints):
+   the same two-stage fit, reporting how many syllables it uses and how long they last.
 """
 
 from __future__ import annotations
 
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
-from moseq.ops import (
-    count_transitions,
-    get_durations,
-    get_frequencies,
-    init_hdp_transitions,
-    sample_hdp_transitions,
-    sample_hmm_stateseq,
-)
-
-NUM_RECORDINGS, NUM_FRAMES, NUM_TRUE_STATES, NUM_STATES = 6, 3_000, 5, 20
-MEAN_DURATION, NOISE = 12.0, 0.6
-ALPHA, KAPPA, GAMMA = 5.7, 200.0, 1e3
+import moseq.io
+from moseq.data import JABS_CLIP
+from moseq.models import AR_ONLY_FROZEN, keypoint_slds
+from moseq.ops.sequences import get_durations, get_frequencies
 
 
-def synthetic_recordings(seed: int = 0):
-    """Sticky Markov chains with 2-D Gaussian emissions; templates on a 4x5 grid."""
-    rng = np.random.default_rng(seed)
-    grid = np.stack(np.meshgrid(np.arange(5.0), np.arange(4.0)), -1).reshape(-1, 2) * 1.5
-    true_templates = rng.choice(NUM_STATES, NUM_TRUE_STATES, replace=False)
-    stay = 1 - 1 / MEAN_DURATION
-    transition = np.full((NUM_TRUE_STATES,) * 2, (1 - stay) / (NUM_TRUE_STATES - 1))
-    np.fill_diagonal(transition, stay)
-    states = np.zeros((NUM_RECORDINGS, NUM_FRAMES), int)
-    for n in range(NUM_RECORDINGS):
-        states[n, 0] = rng.integers(NUM_TRUE_STATES)
-        for t in range(1, NUM_FRAMES):
-            states[n, t] = rng.choice(NUM_TRUE_STATES, p=transition[states[n, t - 1]])
-    labels = true_templates[states]
-    observations = grid[labels] + NOISE * rng.normal(size=(NUM_RECORDINGS, NUM_FRAMES, 2))
-    return observations, labels, grid
+def two_stage_fit(model, data, ar_sweeps: int, full_sweeps: int, seed: int = 0):
+    """init, then the AR-only stage, then the full model; prints progress per stage."""
+    state = model.init(seed, data)
+    state, ar_trace = model.run(seed + 1, data, state, ar_sweeps, frozen=AR_ONLY_FROZEN,
+                                chunk_size=10, progress=False)
+    state, trace = model.run(seed + 2, data, state, full_sweeps, chunk_size=10, progress=False)
+    print(f"  log joint: {ar_trace['log_joint'][0]:.4g} (first AR sweep) -> "
+          f"{trace['log_joint'][-1]:.4g} (last full sweep)")
+    return state
 
 
-def log_likelihoods(observations, templates):
-    """Isotropic Gaussian log density of every frame under every template: (N, T, K)."""
-    squared = jnp.sum((observations[:, :, None, :] - templates) ** 2, axis=-1)
-    return -0.5 * squared / NOISE**2 - jnp.log(2 * jnp.pi * NOISE**2)
+def synthetic_demo() -> None:
+    num_true, dim, num_keypoints = 5, 2, 6
+    rng = np.random.default_rng(0)
+    Ab = np.zeros((num_true, dim, dim + 1))
+    for k in range(num_true):
+        angle = 2 * np.pi * k / num_true
+        Ab[k, :, :dim] = 0.5 * np.array([[np.cos(angle), -np.sin(angle)],
+                                         [np.sin(angle), np.cos(angle)]])
+        Ab[k, :, -1] = 2.0 * np.array([np.cos(angle), np.sin(angle)])
+    pi = np.full((num_true, num_true), 0.05 / (num_true - 1))
+    np.fill_diagonal(pi, 0.95)
+    truth_params = {"Ab": Ab, "Q": np.tile(0.05 * np.eye(dim), (num_true, 1, 1)), "pi": pi,
+                    "betas": np.full(num_true, 1 / num_true),
+                    "Cd": rng.normal(0, 3, ((num_keypoints - 1) * 2, dim + 1)),
+                    "sigmasq": np.full(num_keypoints, 0.05)}
+    simulator = keypoint_slds((0,), (3,), latent_dim=dim, num_keypoints=num_keypoints,
+                              num_states=num_true, nlags=1)
+    data, truth = simulator.simulate(0, 4, 600, given=truth_params)
+    print(f"synthetic: 4 recordings x 600 frames, {num_keypoints} keypoints, "
+          f"{num_true} true syllables; fitting with 8")
+    model = keypoint_slds((0,), (3,), latent_dim=dim, num_states=8, nlags=1, kappa=100.0)
+    state = two_stage_fit(model, data, ar_sweeps=50, full_sweeps=50, seed=1)
+    confusion = np.zeros((num_true, 8))
+    np.add.at(confusion, (np.ravel(truth["z"]), np.ravel(state["z"])), 1)
+    rows, cols = linear_sum_assignment(-confusion)
+    print(f"  frame accuracy of the matched syllables: "
+          f"{confusion[rows, cols].sum() / confusion.sum():.3f}")
 
 
-@jax.jit
-def gibbs_sweep(key, betas, pi, evidence, mask):
-    """One sweep: states given (pi, evidence), then (betas, pi) given the state counts."""
-    state_key, transition_key = jax.random.split(key)
-    keys = jax.random.split(state_key, evidence.shape[0])
-    log_norms, z = jax.vmap(sample_hmm_stateseq, in_axes=(0, None, 0, 0))(keys, pi, evidence, mask)
-    counts = count_transitions(NUM_STATES, z, mask)
-    betas, pi = sample_hdp_transitions(transition_key, counts, betas, ALPHA, KAPPA, GAMMA)
-    return betas, pi, z, jnp.sum(log_norms)
+def real_clip_demo() -> None:
+    recordings = moseq.io.load_keypoints(JABS_CLIP)
+    batch = moseq.io.to_batch(recordings, anterior=["NOSE"], posterior=["BASE_TAIL"])
+    num_frames, num_keypoints = batch.data["Y"].shape[1:3]
+    print(f"real clip ({JABS_CLIP.name}): {num_frames} frames, {num_keypoints} keypoints")
+    model = keypoint_slds(batch.anterior_idxs, batch.posterior_idxs, latent_dim=6,
+                          num_states=30, kappa=1e6)
+    state = two_stage_fit(model, batch.data, ar_sweeps=50, full_sweeps=50)
+    nlags = model.block("ARDynamics").nlags
+    z, mask = np.asarray(state["z"]), np.asarray(batch.data["mask"])[:, nlags:]
+    frequencies = get_frequencies(z, mask, num_states=30)
+    durations = get_durations(z, mask)
+    used = int(np.sum(frequencies > 0.01))
+    print(f"  {used} syllables above 1% usage; median duration {np.median(durations):.0f} "
+          f"frames ({np.median(durations) / 30 * 1000:.0f} ms at 30 fps)")
 
 
-def main(num_sweeps: int = 60) -> None:
-    observations, true_labels, templates = synthetic_recordings()
-    evidence = log_likelihoods(jnp.asarray(observations), jnp.asarray(templates))
-    mask = jnp.ones(true_labels.shape)
-    key = jax.random.key(0)
-    betas, pi = init_hdp_transitions(key, NUM_STATES, ALPHA, KAPPA, GAMMA)
-    print(f"moseq demo: {NUM_RECORDINGS} recordings x {NUM_FRAMES} frames, "
-          f"{NUM_TRUE_STATES} true states, {NUM_STATES} candidate states")
+def main() -> None:
     start = time.perf_counter()
-    for sweep in range(num_sweeps):
-        betas, pi, z, log_evidence = gibbs_sweep(jax.random.fold_in(key, sweep), betas, pi,
-                                                 evidence, mask)
-        if sweep % 10 == 9:
-            print(f"  sweep {sweep + 1:3d}: log p(y | pi) = {float(log_evidence):12.1f}, "
-                  f"states used: {len(np.unique(np.asarray(z)))}")
-    elapsed = time.perf_counter() - start
-
-    z = np.asarray(z)
-    usage = get_frequencies(z, num_states=NUM_STATES, runlength=False)
-    true_usage = get_frequencies(true_labels, num_states=NUM_STATES, runlength=False)
-    print(f"\n{num_sweeps} sweeps in {elapsed:.1f} s (first sweep includes compilation)")
-    print(f"frames labelled as the true state: {np.mean(z == true_labels):.3f}")
-    print("state  usage  true usage")
-    for state in np.argsort(-usage)[: NUM_TRUE_STATES + 2]:
-        print(f"{state:5d}  {usage[state]:.3f}  {true_usage[state]:.3f}")
-    print(f"median duration: {np.median(get_durations(z)):.1f} frames "
-          f"(truth {np.median(get_durations(true_labels)):.1f}); "
-          f"mean {np.mean(get_durations(z)):.1f} (truth {np.mean(get_durations(true_labels)):.1f})")
+    synthetic_demo()
+    real_clip_demo()
+    print(f"done in {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":
