@@ -1,0 +1,294 @@
+"""Export a fitted model's per-frame results: syllables, their probability, latent state,
+centroid and heading, one table per recording, as HDF5 or CSV.
+
+    results = moseq.export.results_per_recording(state, data, nlags, batch=batch)
+    moseq.export.save_results_h5("results.h5", results, {"fps": 30, "kappa": 1e6})
+    moseq.export.save_results_csv("results/", results)
+
+Frame convention. The model's syllables `z (N, T - nlags)` start at frame `nlags`
+(`z[:, i]` labels frame `i + nlags`). Exported syllables cover every frame: the first `nlags`
+frames of each row repeat its first syllable (as keypoint-moseq does), and so do the
+marginal probabilities. Syllables are relabelled by frequency by default, so that syllable 0
+is the most used (see `relabel_by_frequency`).
+
+Layout of `results.h5` (written by `save_results_h5`, read by `load_results_h5`):
+
+    /                              attributes: format = "moseq-results", format_version = 1,
+                                   moseq_version, and one attribute per metadata entry
+                                   (e.g. fps, keypoint_names, hyperparameters); nested
+                                   dicts are flattened with "." ("hyperparameters.kappa")
+    /{recording}/                  one group per recording
+        frame                      (T,) int    the frame's index in its recording
+        syllable                   (T,) int    syllable label (0 = most used when relabelled)
+        syllable_probability       (T,) float  marginal probability of that syllable
+                                               (NaN when no marginals were given)
+        latent_state               (T, D)      pose latent x (AR-HMM: the data's x)
+        centroid                   (T, d)      centroid v, (x, y[, z])
+        heading                    (T,)        heading h, radians
+
+`T` counts the recording's kept frames: frames that the mask excludes (padding, frames with
+no keypoint) are left out, so `frame` need not be contiguous. A dataset is present only if
+its variable is in the model (an AR-HMM has no centroid or heading).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+
+import h5py
+import numpy as np
+from jaxtyping import Float, Int
+
+from moseq.io import Batch, unbatch
+from moseq.ops import get_frequencies
+
+FORMAT = "moseq-results"
+FORMAT_VERSION = 1
+FIELDS = ("frame", "syllable", "syllable_probability", "latent_state", "centroid", "heading")
+
+
+def relabel_by_frequency(
+    z: Int[np.ndarray, "N t"], mask: Float[np.ndarray, "N T"], num_states: int,
+    runlength: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Relabel syllables so that 0 is the most used, 1 the next, and so on.
+
+    Usage counts the valid frames of `z` (`mask` is aligned with the end of `z`, as in
+    `moseq.ops.get_frequencies`), per run (`runlength=True`, keypoint-moseq's default) or per
+    frame. Ties keep the lower label first; unused states come last.
+
+    Returns:
+        `(z_relabelled, permutation)`: `permutation[new] = old`, so
+        `z_relabelled == argsort(permutation)[z]`, and state arrays follow as
+        `pi[permutation][:, permutation]`, `betas[permutation]`, `Ab[permutation]`,
+        `marginals[..., permutation]`.
+    """
+    z = np.asarray(z)
+    usage = get_frequencies(z, mask, num_states=num_states, runlength=runlength)
+    permutation = np.argsort(-usage, kind="stable")
+    return np.argsort(permutation)[z], permutation
+
+
+def pad_to_frames(values, nlags: int) -> np.ndarray:
+    """`values (N, T - nlags, ...)` padded at the front to `(N, T, ...)` by repeating entry 0."""
+    values = np.asarray(values)
+    return np.concatenate([np.repeat(values[:, :1], nlags, axis=1), values], axis=1)
+
+
+def results_per_recording(
+    state: Mapping, data: Mapping, nlags: int, names: Sequence[str] | None = None,
+    marginals: Float[np.ndarray, "N t K"] | None = None, batch: Batch | None = None,
+    relabel: bool = True,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per-frame results of a fitted model, one table per recording.
+
+    Args:
+        state: the model state; uses `z (N, T - nlags)` and, where present, `x (N, T, D)`
+            (else `data["x"]`, the AR-HMM's input), `v (N, T, d)`, `h (N, T)`, and `pi` for
+            the number of states.
+        data: the model's data; uses `mask (N, T)` (0 = padding or missing frame).
+        nlags: the AR order; `z[:, i]` labels frame `i + nlags`.
+        names: the recording of each row when no `batch` is given (default
+            "recording0", "recording1", ...).
+        marginals: optional `(N, T - nlags, K)` marginal probabilities of `z`.
+        batch: the `moseq.io.Batch` the data came from; rows are then stitched back into
+            recordings with `moseq.io.unbatch` (segments and overlaps undone).
+        relabel: relabel syllables by frequency (`relabel_by_frequency`).
+
+    Returns:
+        `{name: {"frame", "syllable", "syllable_probability", "latent_state", "centroid",
+        "heading"}}` with arrays `(T_name, ...)` over the recording's unmasked frames (see the
+        module docstring); variables the model lacks are left out.
+    """
+    mask = np.asarray(data["mask"])
+    z = np.asarray(state["z"])
+    num_rows, num_frames = mask.shape
+    if z.shape != (num_rows, num_frames - nlags):
+        raise ValueError(
+            f"`state['z']` must have shape (N, T - nlags) = ({num_rows}, {num_frames - nlags}) "
+            f"for `data['mask']` {mask.shape} and nlags={nlags}; got {z.shape}. Check `nlags`."
+        )
+    num_states = int(np.shape(state["pi"])[0]) if "pi" in state else int(z.max()) + 1
+    permutation = np.arange(num_states)
+    if relabel:
+        z, permutation = relabel_by_frequency(z, mask, num_states)
+
+    per_frame = {"syllable": pad_to_frames(z, nlags)}
+    if marginals is None:
+        per_frame["syllable_probability"] = np.full(mask.shape, np.nan)
+    else:
+        marginals = np.asarray(marginals)
+        if marginals.shape[:2] != z.shape or marginals.shape[2] != num_states:
+            raise ValueError(
+                f"`marginals` must have shape (N, T - nlags, K) = (*{z.shape}, {num_states}); "
+                f"got {marginals.shape}."
+            )
+        marginals = marginals[..., permutation]
+        probability = np.take_along_axis(marginals, z[..., None], axis=-1)[..., 0]
+        per_frame["syllable_probability"] = pad_to_frames(probability, nlags)
+    latent = state["x"] if "x" in state else data.get("x")
+    for field, value in (("latent_state", latent), ("centroid", state.get("v")),
+                         ("heading", state.get("h"))):
+        if value is not None:
+            per_frame[field] = np.asarray(value)
+            if per_frame[field].shape[:2] != mask.shape:
+                raise ValueError(
+                    f"The model's {field} must have shape (N, T, ...) with (N, T) = "
+                    f"{mask.shape} like `data['mask']`; got {per_frame[field].shape}."
+                )
+
+    if batch is not None:
+        stitched = {field: unbatch(value, batch) for field, value in per_frame.items()}
+        kept = unbatch(mask, batch)
+        tables = {name: {field: stitched[field][name] for field in per_frame} for name in kept}
+    else:
+        if names is None:
+            names = [f"recording{row}" for row in range(num_rows)]
+        if len(names) != num_rows:
+            raise ValueError(f"`names` must name the {num_rows} rows; got {len(names)} names.")
+        kept = dict(zip(names, mask, strict=True))
+        tables = {
+            name: {field: value[row] for field, value in per_frame.items()}
+            for row, name in enumerate(names)
+        }
+    results = {}
+    for name, table in tables.items():
+        frames = np.flatnonzero(kept[name] > 0)
+        results[str(name)] = {"frame": frames, **{f: v[frames] for f, v in table.items()}}
+    return results
+
+
+def save_results_h5(path: str | os.PathLike, results: Mapping[str, Mapping[str, np.ndarray]],
+                    metadata: Mapping | None = None) -> None:
+    """Write `results` (from `results_per_recording`) to `path` in the documented layout.
+
+    The file is written next to `path` under a temporary name and moved into place, so a
+    crash never leaves a half-written `path`. `metadata` values are scalars, strings, arrays,
+    lists, or dicts of those (flattened with "."); None values are skipped.
+    """
+    from moseq import __version__
+
+    path = os.fspath(path)
+    for name in results:
+        _check_name(name)
+    handle, temporary = tempfile.mkstemp(
+        dir=os.path.dirname(os.path.abspath(path)), prefix=".moseq-", suffix=".h5.tmp"
+    )
+    os.close(handle)
+    try:
+        with h5py.File(temporary, "w") as file:
+            file.attrs["format"] = FORMAT
+            file.attrs["format_version"] = FORMAT_VERSION
+            file.attrs["moseq_version"] = __version__
+            for key, value in _flatten(metadata or {}).items():
+                file.attrs[key] = value
+            for name, table in results.items():
+                group = file.create_group(name)
+                for field, value in table.items():
+                    group.create_dataset(field, data=np.asarray(value))
+        os.replace(temporary, path)
+    except BaseException:
+        os.remove(temporary)
+        raise
+
+
+def load_results_h5(path: str | os.PathLike) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
+    """Read a file of `save_results_h5`: `(results, metadata)`, nested metadata restored."""
+    with h5py.File(path, "r") as file:
+        if file.attrs.get("format") != FORMAT:
+            raise ValueError(
+                f"{os.fspath(path)!r} is not a moseq results file (no attribute "
+                f"format={FORMAT!r}); write it with `moseq.export.save_results_h5`."
+            )
+        results = {
+            name: {field: group[field][()] for field in group} for name, group in file.items()
+        }
+        metadata: dict = {}
+        for key, value in file.attrs.items():
+            if key == "format":
+                continue
+            *parents, leaf = key.split(".")
+            node = metadata
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node[leaf] = _from_attribute(value)
+    return results, metadata
+
+
+def save_results_csv(folder: str | os.PathLike, results: Mapping[str, Mapping[str, np.ndarray]]
+                     ) -> list[str]:
+    """One CSV per recording, `{folder}/{recording}.csv`; returns the paths written.
+
+    Columns: frame, syllable, syllable_probability, latent_state_0 .. latent_state_{D-1},
+    centroid_x, centroid_y[, centroid_z], heading (those the results have). Floats are
+    written with 8 significant digits; missing probabilities as "nan".
+    """
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for name, table in results.items():
+        _check_name(name)
+        header, columns = [], []
+        for field in FIELDS:
+            if field not in table:
+                continue
+            value = np.asarray(table[field])
+            if value.ndim == 1:
+                header.append(field)
+                columns.append(value)
+            else:
+                suffixes = "xyz" if field == "centroid" else range(value.shape[1])
+                header += [f"{field}_{suffix}" for suffix in suffixes][: value.shape[1]]
+                columns += list(value.T)
+        path = os.path.join(folder, f"{name}.csv")
+        with open(path, "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(header)
+            for row in zip(*columns, strict=True):
+                writer.writerow([_format_cell(cell) for cell in row])
+        paths.append(path)
+    return paths
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(
+            f"Recording name {name!r} cannot name an HDF5 group or a file; rename the "
+            "recording (no '/', not empty)."
+        )
+
+
+def _format_cell(cell) -> str:
+    if np.issubdtype(type(cell), np.integer):
+        return str(int(cell))
+    return f"{float(cell):.8g}"
+
+
+def _flatten(metadata: Mapping, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in metadata.items():
+        if value is None:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        elif isinstance(value, str | bytes | int | float | np.generic):
+            flat[name] = value
+        else:
+            value = np.asarray(value)
+            if value.dtype.kind in "US":
+                value = value.astype(h5py.string_dtype())
+            flat[name] = value
+    return flat
+
+
+def _from_attribute(value):
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "O" or value.dtype.kind in "US":
+            return [str(item) for item in value.tolist()]
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
