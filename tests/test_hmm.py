@@ -10,6 +10,8 @@ import pytest
 from moseq.ops.hmm import (
     backward_sample,
     hmm_filter,
+    hmm_marginals,
+    hmm_smoother,
     sample_hmm_stateseq,
     sample_hmm_stateseqs,
 )
@@ -178,4 +180,119 @@ def test_batched_sampler_works_in_one_time_major_buffer():
             jnp.full((num_states, num_states), 1.0 / num_states), log_likelihoods,
             jnp.ones((num_frames, num_recordings)))
     compiled = jax.jit(sample_hmm_stateseqs).lower(*args).compile()
+    assert compiled.memory_analysis().temp_size_in_bytes < 1.5 * log_likelihoods.nbytes
+
+
+# ---- smoothing ---------------------------------------------------------------------------
+
+
+def enumerated_marginals(transition_matrix, log_likelihoods, mask):
+    """Exact p(z_t = k | y) and log p(y) by summing over every path."""
+    paths, log_joint = enumerate_paths(transition_matrix, log_likelihoods, mask)
+    log_norm = np.logaddexp.reduce(log_joint)
+    posterior = np.exp(log_joint - log_norm)
+    num_frames, num_states = log_likelihoods.shape
+    marginals = np.stack([np.bincount(paths[:, t], weights=posterior, minlength=num_states)
+                          for t in range(num_frames)])
+    return log_norm, marginals
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_smoother_equals_enumeration(seed):
+    rng = np.random.default_rng(200 + seed)
+    num_frames, num_states = rng.integers(1, 7), rng.integers(1, 4)
+    transition_matrix, log_likelihoods, mask = random_hmm(rng, num_frames, num_states)
+    exact_log_norm, exact = enumerated_marginals(transition_matrix, log_likelihoods, mask)
+    log_norm, marginals = hmm_smoother(transition_matrix, log_likelihoods, mask)
+    assert marginals.shape == (num_frames, num_states)
+    np.testing.assert_allclose(log_norm, exact_log_norm, rtol=1e-9)
+    np.testing.assert_allclose(marginals, exact, rtol=1e-9, atol=1e-12)
+
+
+def test_smoother_with_no_evidence_gives_the_prior_marginals():
+    rng = np.random.default_rng(9)
+    transition_matrix, log_likelihoods, _ = random_hmm(rng, 6, 3)
+    log_norm, marginals = hmm_smoother(transition_matrix, log_likelihoods, np.zeros(6))
+    prior = [np.full(3, 1 / 3) @ np.linalg.matrix_power(transition_matrix, t) for t in range(6)]
+    np.testing.assert_allclose(log_norm, 0.0, atol=1e-12)
+    np.testing.assert_allclose(marginals, np.stack(prior), rtol=1e-10)
+
+
+def test_smoother_last_frame_is_the_filtered_one():
+    rng = np.random.default_rng(10)
+    transition_matrix, log_likelihoods, mask = random_hmm(rng, 30, 5)
+    _, filtered = hmm_filter(transition_matrix, log_likelihoods, mask)
+    _, marginals = hmm_smoother(transition_matrix, log_likelihoods, mask)
+    np.testing.assert_allclose(marginals[-1], filtered[-1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_smoother_is_stable_for_huge_evidence_and_near_zero_transitions(dtype):
+    """Predicted probabilities at the floor (1e-30 transitions against 1e4-scale evidence)
+    must not overflow the smoothing ratio: marginals stay finite and sum to one."""
+    rng = np.random.default_rng(11)
+    num_states = 6
+    transition_matrix = np.full((num_states, num_states), 1e-30)
+    np.fill_diagonal(transition_matrix, 1.0)
+    transition_matrix /= transition_matrix.sum(1, keepdims=True)
+    log_likelihoods = 1e4 * rng.normal(size=(80, num_states))
+    mask = (rng.uniform(size=80) > 0.2).astype(float)
+    log_norm, marginals = jax.jit(hmm_smoother)(
+        jnp.asarray(transition_matrix, dtype), jnp.asarray(log_likelihoods, dtype), mask
+    )
+    assert log_norm.dtype == dtype and marginals.dtype == dtype
+    assert np.isfinite(log_norm) and np.all(np.isfinite(marginals))
+    np.testing.assert_allclose(np.sum(marginals, -1), 1.0, rtol=1e-5)
+    observed = mask > 0
+    np.testing.assert_array_equal(np.argmax(marginals, -1)[observed],
+                                  np.argmax(log_likelihoods, 1)[observed])
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_smoother_survives_an_impossible_transition(dtype):
+    """Two closed blocks of states, evidence that jumps from one to the other: the floored
+    filter follows it; the smoother must stay finite and normalised, not divide 0 by 0."""
+    transition_matrix = np.kron(np.eye(2), np.full((2, 2), 0.5))
+    log_likelihoods = np.zeros((10, 4))
+    log_likelihoods[:5, 2:] = log_likelihoods[5:, :2] = -1e4
+    _, marginals = hmm_smoother(jnp.asarray(transition_matrix, dtype),
+                                jnp.asarray(log_likelihoods, dtype), np.ones(10))
+    marginals = np.asarray(marginals)
+    assert np.all(np.isfinite(marginals))
+    np.testing.assert_allclose(marginals.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(marginals[:5, :2].sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(marginals[5:, 2:].sum(-1), 1.0, rtol=1e-6)
+
+
+def test_smoother_vmaps_and_time_major_batch_matches_single_calls():
+    rng = np.random.default_rng(12)
+    transition_matrix = rng.dirichlet(np.ones(4), size=4)
+    log_likelihoods = rng.normal(size=(3, 25, 4))
+    mask = (rng.uniform(size=(3, 25)) > 0.2).astype(float)
+    vmapped = jax.jit(jax.vmap(hmm_smoother, in_axes=(None, 0, 0)))(
+        transition_matrix, log_likelihoods, mask)
+    time_major = jax.jit(hmm_marginals)(transition_matrix, np.swapaxes(log_likelihoods, 0, 1),
+                                        mask.T)
+    for n in range(3):
+        log_norm, marginals = hmm_smoother(transition_matrix, log_likelihoods[n], mask[n])
+        np.testing.assert_allclose(vmapped[0][n], log_norm, rtol=1e-12)
+        np.testing.assert_allclose(vmapped[1][n], marginals, rtol=1e-12)
+        np.testing.assert_allclose(time_major[0][n], log_norm, rtol=1e-12)
+        np.testing.assert_allclose(time_major[1][:, n], marginals, rtol=1e-12)
+
+
+def test_smoother_bad_shapes_name_the_argument():
+    with pytest.raises(ValueError, match="mask"):
+        hmm_smoother(jnp.eye(3), jnp.ones((5, 3)), jnp.ones(6))
+    with pytest.raises(ValueError, match="mask"):
+        hmm_marginals(jnp.eye(3), jnp.ones((5, 2, 3)), jnp.ones((5, 3)))
+
+
+def test_batched_smoother_works_in_one_time_major_buffer():
+    """Filtered distributions, then marginals, overwrite the log-likelihoods in place."""
+    num_frames, num_recordings, num_states = 300, 4, 32
+    log_likelihoods = jnp.zeros((num_frames, num_recordings, num_states))
+    args = (jnp.full((num_states, num_states), 1.0 / num_states), log_likelihoods,
+            jnp.ones((num_frames, num_recordings)))
+    compiled = jax.jit(hmm_marginals).lower(*args).compile()
     assert compiled.memory_analysis().temp_size_in_bytes < 1.5 * log_likelihoods.nbytes

@@ -5,10 +5,17 @@ from __future__ import annotations
 from typing import ClassVar
 
 import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from moseq.blocks.providers import StateLikelihoods
-from moseq.core.block import GibbsBlock, recording_keys, recording_span
-from moseq.ops.hmm import markov_chain_log_prob, sample_hmm_stateseqs, sample_markov_chain
+from moseq.core.block import Data, GibbsBlock, State, recording_keys, recording_span
+from moseq.ops.hmm import (
+    hmm_marginals,
+    markov_chain_log_prob,
+    sample_hmm_stateseqs,
+    sample_markov_chain,
+)
 
 
 class HMMStates(GibbsBlock):
@@ -54,6 +61,21 @@ class HMMStates(GibbsBlock):
             keys, state["pi"].astype(log_likelihoods.dtype), log_likelihoods, mask
         )
         return {"z": z.T}
+
+    def marginals(self, data: Data, state: State) -> Float[Array, "N T-L K"]:
+        """Marginal probabilities p(z[n, i] = k | data, everything else in `state`), shape
+        (N, T - L, K), by forward-backward smoothing on the same likelihoods and mask as
+        `resample` (the distribution its FFBS draws of each frame follow).
+
+        Frames past a recording's end (padding) carry no evidence; mask them out. Working
+        memory: the (T - L, N, K) log-likelihoods, smoothed in place, and the (N, T - L, K)
+        result.
+        """
+        log_likelihoods = self.likelihood.state_log_likelihoods(data, state)  # (T', N, K)
+        mask = self.likelihood.scored_frames(data, state).T
+        _, probs = hmm_marginals(state["pi"].astype(log_likelihoods.dtype), log_likelihoods,
+                                 mask)
+        return jnp.swapaxes(probs, 0, 1)
 
     def init(self, key, data, state):
         return self.resample(key, data, state)

@@ -1,7 +1,35 @@
 """Models built from blocks: each constructor returns a ready `GibbsScheduler`."""
 
 from moseq.models.arhmm import arhmm, arhmm_blocks
+from moseq.models.fitting import (
+    AppliedModel,
+    KappaScanRow,
+    apply_model,
+    ar_only_frozen,
+    fit_staged,
+    global_frozen,
+    kappa_scan,
+    parameters,
+    syllable_marginals,
+    with_kappa,
+)
 from moseq.models.keypoint_slds import AR_ONLY_FROZEN, keypoint_slds
 from moseq.models.slds import slds
 
-__all__ = ["AR_ONLY_FROZEN", "arhmm", "arhmm_blocks", "keypoint_slds", "slds"]
+__all__ = [
+    "AR_ONLY_FROZEN",
+    "AppliedModel",
+    "KappaScanRow",
+    "apply_model",
+    "ar_only_frozen",
+    "arhmm",
+    "arhmm_blocks",
+    "fit_staged",
+    "global_frozen",
+    "kappa_scan",
+    "keypoint_slds",
+    "parameters",
+    "slds",
+    "syllable_marginals",
+    "with_kappa",
+]

@@ -1,4 +1,4 @@
-"""Discrete-state HMM message passing: forward filtering and backward sampling.
+"""Discrete-state HMM message passing: forward filtering, backward sampling and smoothing.
 
 Conventions: `transition_matrix[i, j] = p(z_{t+1} = j | z_t = i)`; the initial distribution is
 uniform over the K states; a frame with `mask == 0` contributes no evidence (its log-likelihood
@@ -31,6 +31,19 @@ def _check_hmm_args(transition_matrix, log_likelihoods, mask) -> None:
     check_same(
         "log_likelihoods", log_likelihoods.shape[0], "mask", mask.shape[0], "number of timesteps"
     )
+
+
+def _time_major_args(transition_matrix, log_likelihoods, mask):
+    """The arguments as arrays, checked for the time-major (T, N, K) / (T, N) layout."""
+    transition_matrix = jnp.asarray(transition_matrix)
+    log_likelihoods = jnp.asarray(log_likelihoods)
+    mask = jnp.asarray(mask)
+    check_ndim("log_likelihoods", log_likelihoods, 3, "(num_timesteps, N, num_states)")
+    _check_hmm_args(transition_matrix, log_likelihoods[:, 0], mask[:, 0])
+    if mask.shape != log_likelihoods.shape[:2]:
+        raise ValueError(f"`mask` must have shape {log_likelihoods.shape[:2]} (T, N) to match "
+                         f"`log_likelihoods`; got {mask.shape}.")
+    return transition_matrix, log_likelihoods, mask
 
 
 def _filter(transition_matrix, log_likelihoods, mask):
@@ -83,6 +96,75 @@ def hmm_filter(
     _check_hmm_args(transition_matrix, log_likelihoods, mask)
     log_norm, filtered = _filter(transition_matrix, log_likelihoods[:, None], mask[:, None])
     return log_norm[0], filtered[:, 0]
+
+
+def _smooth(transition_matrix, filtered):
+    """Time-major backward smoothing pass: filtered (T, N, K) -> marginals (T, N, K).
+
+    Uses only the filtered distributions: p(z_t | y) = f_t * P (m_{t+1} / p_{t+1}), with
+    f the filtered, p_{t+1} = f_t P the predicted (floored as in the filter) and m_{t+1} the
+    smoothed marginals. The marginals overwrite the filtered distributions frame by frame in
+    the same loop-carried buffer. The ratio r = m / p is at most 1 / tiny and the rows of P
+    sum to one, so P r <= max(r) stays finite, and the weights sum to one up to rounding.
+    Where no state of frame t can reach the later marginals (transition probabilities of
+    exactly zero, against evidence the floored filter let through), the weights are all
+    zero and the filtered distribution of frame t is kept.
+    """
+    dtype = filtered.dtype
+    floor = jnp.finfo(dtype).tiny
+    transition_matrix = transition_matrix.astype(dtype)
+
+    def step(carry, t):
+        later, buffer = carry
+        current = buffer[t]
+        predicted = jnp.maximum(current @ transition_matrix, floor)
+        weights = current * ((later / predicted) @ transition_matrix.T)
+        total = jnp.sum(weights, axis=-1, keepdims=True)
+        smoothed = jnp.where(total > 0, weights / jnp.where(total > 0, total, 1), current)
+        return (smoothed, buffer.at[t].set(smoothed)), None
+
+    frames = jnp.arange(filtered.shape[0] - 1)
+    (_, smoothed), _ = jax.lax.scan(step, (filtered[-1], filtered), frames, reverse=True)
+    return smoothed
+
+
+def hmm_smoother(
+    transition_matrix: Float[Array, "K K"],
+    log_likelihoods: Float[Array, "T K"],
+    mask: Float[Array, " T"],
+) -> tuple[Float[Array, ""], Float[Array, "T K"]]:
+    """Forward-backward smoother of an HMM with a uniform initial distribution.
+
+    Returns the log marginal likelihood `log p(y_{0:T})` and the marginal posterior
+    probabilities `p(z_t = k | y_{0:T})`, shape (T, K), each row summing to one. Frames with
+    `mask == 0` carry no evidence (as in `hmm_filter`). Rescaled, so log-likelihoods of any
+    magnitude are safe. Batch over recordings with `jax.vmap`, or with `hmm_marginals` for
+    time-major arrays.
+    """
+    transition_matrix = jnp.asarray(transition_matrix)
+    log_likelihoods = jnp.asarray(log_likelihoods)
+    mask = jnp.asarray(mask)
+    _check_hmm_args(transition_matrix, log_likelihoods, mask)
+    log_norm, filtered = _filter(transition_matrix, log_likelihoods[:, None], mask[:, None])
+    return log_norm[0], _smooth(transition_matrix, filtered)[:, 0]
+
+
+def hmm_marginals(
+    transition_matrix: Float[Array, "K K"],
+    log_likelihoods: Float[Array, "T N K"],
+    mask: Float[Array, "T N"],
+) -> tuple[Float[Array, " N"], Float[Array, "T N K"]]:
+    """`hmm_smoother` for N recordings at once, on time-major arrays.
+
+    Returns the log marginal likelihoods (N,) and the marginals (T, N, K). As in
+    `sample_hmm_stateseqs`, the filtered distributions and then the marginals take the
+    log-likelihoods' place: the working memory is one (T, N, K) array. `HMMStates.marginals`
+    uses this form.
+    """
+    transition_matrix, log_likelihoods, mask = _time_major_args(
+        transition_matrix, log_likelihoods, mask)
+    log_norms, filtered = _filter(transition_matrix, log_likelihoods, mask)
+    return log_norms, _smooth(transition_matrix, filtered)
 
 
 def _inverse_cdf_draw(probs: Float[Array, " K"], uniform: Float[Array, ""]) -> Int[Array, ""]:
@@ -179,14 +261,8 @@ def sample_hmm_stateseqs(
     never transposed, and the filtered distributions take the log-likelihoods' place: the
     working memory is one (T, N, K) array. This is the batched form that `HMMStates` uses.
     """
-    transition_matrix = jnp.asarray(transition_matrix)
-    log_likelihoods = jnp.asarray(log_likelihoods)
-    mask = jnp.asarray(mask)
-    check_ndim("log_likelihoods", log_likelihoods, 3, "(num_timesteps, N, num_states)")
-    _check_hmm_args(transition_matrix, log_likelihoods[:, 0], mask[:, 0])
-    if mask.shape != log_likelihoods.shape[:2]:
-        raise ValueError(f"`mask` must have shape {log_likelihoods.shape[:2]} (T, N) to match "
-                         f"`log_likelihoods`; got {mask.shape}.")
+    transition_matrix, log_likelihoods, mask = _time_major_args(
+        transition_matrix, log_likelihoods, mask)
     log_norms, filtered = _filter(transition_matrix, log_likelihoods, mask)
     uniforms = jax.vmap(lambda key: jax.random.uniform(key, (filtered.shape[0],),
                                                        filtered.dtype))(seeds).T
