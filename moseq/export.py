@@ -165,8 +165,8 @@ def save_results_h5(path: str | os.PathLike, results: Mapping[str, Mapping[str, 
                     metadata: Mapping | None = None) -> None:
     """Write `results` (from `results_per_recording`) to `path` in the documented layout.
 
-    The file is written next to `path` under a temporary name and moved into place, so a
-    crash never leaves a half-written `path`. `metadata` values are scalars, strings, arrays,
+    The file (and its folder, if missing) is written next to `path` under a temporary name
+    and moved into place, so a crash never leaves a half-written `path`. `metadata` values are scalars, strings, arrays,
     lists, or dicts of those (flattened with "."); None values are skipped.
     """
     from moseq import __version__
@@ -174,9 +174,9 @@ def save_results_h5(path: str | os.PathLike, results: Mapping[str, Mapping[str, 
     path = os.fspath(path)
     for name in results:
         _check_name(name)
-    handle, temporary = tempfile.mkstemp(
-        dir=os.path.dirname(os.path.abspath(path)), prefix=".moseq-", suffix=".h5.tmp"
-    )
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".moseq-", suffix=".h5.tmp")
     os.close(handle)
     try:
         with h5py.File(temporary, "w") as file:
