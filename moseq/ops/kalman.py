@@ -321,7 +321,8 @@ def _conditional_moments(step: _Backward, _unused=None):
 
 
 def _forward_sequential(model: _Model, per_frame, extras):
-    """Kalman filter by `lax.scan`; returns (gains (T,n,n), per_frame outputs, log p(y))."""
+    """Kalman filter by `lax.scan`; returns (gains (T-1,n,n) of the frames with a transition
+    (the last frame's is zero and is not stored), per_frame outputs (T frames), log p(y))."""
     C, d = model.C, model.d
 
     def step(carry, inputs):
@@ -352,7 +353,6 @@ def _forward_sequential(model: _Model, per_frame, extras):
     filtered_mean, filtered_cov, _, frame_ll = _condition(mean, root, emission)
     last = _last_backward(filtered_mean, filtered_cov)
     last_output = per_frame(last, jax.tree_util.tree_map(lambda x: x[-1], extras))
-    gains = jnp.concatenate([gains, last.gain[None]])
     outputs = jax.tree_util.tree_map(
         lambda xs, x: jnp.concatenate([xs, x[None]]), outputs, last_output
     )
@@ -486,6 +486,8 @@ def _compose_gaussians(later, earlier):
 
 
 def _backward_samples(gains, offsets, parallel):
+    """Run x_t = G_t x_{t+1} + h_t backwards. Sequential `gains` hold T-1 frames (the last
+    frame, whose gain is zero, is x_{T-1} = h_{T-1}); parallel ones hold all T."""
     if parallel:
         _, xs = lax.associative_scan(jax.vmap(_compose_samples), (gains, offsets), reverse=True)
         return xs
@@ -495,8 +497,9 @@ def _backward_samples(gains, offsets, parallel):
         x = gain @ x_next + offset
         return x, x
 
-    _, xs = lax.scan(step, jnp.zeros_like(offsets[-1]), (gains, offsets), reverse=True)
-    return xs
+    last = offsets[-1]
+    _, xs = lax.scan(step, last, (gains, offsets[:-1]), reverse=True)
+    return jnp.concatenate([xs, last[None]])
 
 
 def _backward_moments(gains, offsets, covs, parallel):
@@ -513,9 +516,11 @@ def _backward_moments(gains, offsets, covs, parallel):
         cov = symmetrize(gain @ cov_next @ gain.T + cov)
         return (mean, cov), (mean, cov)
 
-    init = (jnp.zeros_like(offsets[-1]), jnp.zeros_like(covs[-1]))
-    _, (means, covariances) = lax.scan(step, init, (gains, offsets, covs), reverse=True)
-    return means, covariances
+    last = (offsets[-1], symmetrize(covs[-1]))  # the last frame has zero gain
+    _, (means, covariances) = lax.scan(step, last, (gains, offsets[:-1], covs[:-1]),
+                                       reverse=True)
+    return (jnp.concatenate([means, last[0][None]]),
+            jnp.concatenate([covariances, last[1][None]]))
 
 
 # --------------------------------------------------------------------------------------------
