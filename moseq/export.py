@@ -166,8 +166,9 @@ def save_results_h5(path: str | os.PathLike, results: Mapping[str, Mapping[str, 
     """Write `results` (from `results_per_recording`) to `path` in the documented layout.
 
     The file (and its folder, if missing) is written next to `path` under a temporary name
-    and moved into place, so a crash never leaves a half-written `path`. `metadata` values are scalars, strings, arrays,
-    lists, or dicts of those (flattened with "."); None values are skipped.
+    and moved into place, so a crash never leaves a half-written `path`. `metadata` values
+    are scalars, strings, arrays, lists, or dicts of those (flattened with "."); None values
+    are skipped.
     """
     from moseq import __version__
 

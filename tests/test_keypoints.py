@@ -392,11 +392,6 @@ def test_keypoint_variances_conditional_counts_d_per_unmasked_frame(d):
                            (nu_sigma * sigmasq_0 + weighted) / degs)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "KeypointObservations.prepare_data fills a missing `conf` with ones, and "
-    "KeypointNoiseScales.prior_scale maps conf = 1 to s0 = 10^(2 intercept) (3.16 at the "
-    "default intercept 0.25), while sample_prior/simulate without conf use s0 = 1: data "
-    "simulated without confidences are fitted under a different noise prior."))
 def test_noise_prior_without_confidences_is_the_same_in_simulation_and_fitting():
     block = KeypointNoiseScales(observations_block(2))
     data = {"Y": jnp.zeros((1, 3, 4, 2)), "mask": jnp.ones((1, 3))}

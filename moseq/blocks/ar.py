@@ -106,11 +106,12 @@ class ARDynamics(StateLikelihoods):
     def _trajectory(self, data: Data, state: State) -> Array:
         return state["x"] if "x" in state else data["x"]
 
-    def modelled_frames(self, data: Data) -> Array:
-        """(N, T) bool: frames whose AR likelihood the model includes (none of the first L)."""
+    def modelled_frames(self, data: Data, observed: bool | None = None) -> Array:
+        """(N, T) bool: frames whose AR likelihood the model includes (none of the first L).
+        `observed` says whether x is data (default: whether `data` holds "x")."""
         mask = data["mask"] > 0
         num_frames = mask.shape[-1]
-        if "x" in data:
+        if "x" in data if observed is None else observed:
             lags = [mask[:, lag : num_frames - self.nlags + lag] for lag in range(self.nlags + 1)]
             modelled = jnp.all(jnp.stack(lags), axis=0)
         else:
@@ -168,7 +169,8 @@ class ARDynamics(StateLikelihoods):
         """Simulate observed `x` (N, T, D) given `z`, `Ab`, `Q` and the mask: the AR
         recursion on modelled frames, N(0, I) draws (independent of the parameters) on the
         others."""
-        return {"x": self.simulate_trajectory(key, state, self.modelled_frames(state))}
+        return {"x": self.simulate_trajectory(key, state,
+                                              self.modelled_frames(state, observed=True))}
 
     def simulate_trajectory(self, key, state: State, recursive=None,
                             initial_variance: float = 1.0) -> Float[Array, "N T D"]:

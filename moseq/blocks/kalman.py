@@ -15,7 +15,8 @@ from moseq.ops._checks import check_positive
 from moseq.ops.kalman import ar_to_lds_dynamics, ar_to_lds_emissions, kalman_sample
 
 UNOBSERVED_VARIANCE = 1e8
-"""Emission variance given to masked frames: their observations carry no information."""
+"""Emission variance of masked frames, whose observations are replaced by the emission
+offset: no value of a masked frame is read, and the pseudo-observation is negligible."""
 
 
 class KalmanLatents(GibbsBlock):
@@ -66,7 +67,9 @@ class KalmanLatents(GibbsBlock):
         nlags, dim = self.dynamics.nlags, self.dynamics.latent_dim
         ys, C, d, variances = self.emissions.emission_terms(data, state)
         dtype = ys.dtype
-        variances = jnp.where(data["mask"][..., None] > 0, variances, UNOBSERVED_VARIANCE)
+        observed = data["mask"][..., None] > 0
+        variances = jnp.where(observed, variances, UNOBSERVED_VARIANCE)
+        ys = jnp.where(observed, ys, d)  # masked values are never read
         A, b, Q = ar_to_lds_dynamics(state["Ab"].astype(dtype), state["Q"].astype(dtype))
         lifted_dim = dim * nlags
         Cd = jnp.concatenate([C, d[:, None]], axis=1)

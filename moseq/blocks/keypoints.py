@@ -110,14 +110,18 @@ class KeypointObservations(GaussianEmissions):
                              f"num_keypoints); got {np.shape(data['conf'])}.")
 
     def prepare_data(self, data: Data) -> Data:
-        """Interpolate NaN keypoints of unmasked frames (confidence 0 there); default conf 1."""
+        """Fill NaN keypoints of unmasked frames by interpolation over the observed frames
+        (confidence 0 there) and overwrite masked frames the same way, so no value of a
+        masked frame is ever read; conf defaults to ones."""
         Y = np.asarray(data["Y"])
         conf = (np.ones(Y.shape[:-1], Y.dtype) if data.get("conf") is None
                 else np.asarray(data["conf"], Y.dtype))
-        missing = np.isnan(Y).any(-1)
+        masked = np.broadcast_to((np.asarray(data["mask"]) <= 0)[..., None], Y.shape[:-1])
+        gaps = np.isnan(Y).any(-1) & ~masked
+        missing = gaps | masked
         if missing.any():
             Y = interpolate_missing(Y, missing).astype(Y.dtype)
-            conf = np.where(missing, 0.0, conf).astype(Y.dtype)
+            conf = np.where(gaps, 0.0, conf).astype(Y.dtype)
         return {**data, "Y": Y, "conf": np.clip(np.nan_to_num(conf), 0.0, 1.0)}
 
     # ---- geometry --------------------------------------------------------------------------
@@ -368,9 +372,11 @@ class KeypointNoiseScales(_PoseBlock):
         check_positive("nu_s", self.nu_s)
 
     def prior_scale(self, data: Data, num_keypoints: int) -> Float[Array, "N T k"]:
+        """s₀ from the error model; without `conf` (as in simulation) every confidence is 1,
+        as `KeypointObservations.prepare_data` fills it."""
         conf = data.get("conf")
         if conf is None:
-            return jnp.ones((*data["mask"].shape, num_keypoints), jnp.result_type(float))
+            conf = jnp.ones((*data["mask"].shape, num_keypoints), jnp.result_type(float))
         return noise_prior_scale(conf, self.slope, self.intercept)
 
     def init(self, key, data, state):

@@ -111,8 +111,9 @@ def ar_sufficient_stats(
     design = ar_design(x, nlags).astype(dtype)
     rows = jnp.concatenate([design, x[..., nlags:, :].astype(dtype)], axis=-1)
     frame_weights = weights[..., nlags:].astype(dtype).reshape(-1)
-    gram = segment_gram(rows.reshape(-1, rows.shape[-1]), z.reshape(-1), num_states,
-                        frame_weights)
+    rows = rows.reshape(-1, rows.shape[-1])
+    rows = jnp.where(frame_weights[:, None] > 0, rows, 0.0)  # 0 * NaN would be NaN
+    gram = segment_gram(rows, z.reshape(-1), num_states, frame_weights)
     p = design.shape[-1]
     counts = jax.ops.segment_sum(frame_weights, z.reshape(-1), num_segments=num_states)
     return gram[:, :p, :p], gram[:, p:, :p], gram[:, p:, p:], counts
