@@ -1,0 +1,106 @@
+"""The `moseq` command: argument parsing, init-project, errors (fitting itself is tested in
+test_pipeline.py, through `moseq.cli.main`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from moseq import cli, pipeline
+
+DLC_CSV = Path(__file__).parent / "data" / "dlc_openfield_mouse" / (
+    "openfield_dlc_inference_example.csv")
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("init-project", "fit", "apply", "demo"):
+        assert command in out
+
+
+def test_python_dash_m_moseq():
+    done = subprocess.run([sys.executable, "-m", "moseq", "fit", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--resume" in done.stdout and "CONFIG_OR_DATA" in done.stdout
+
+
+def test_init_project_writes_a_config(tmp_path, capsys):
+    project = tmp_path / "project"
+    assert cli.main(["init-project", str(project), "--data", str(DLC_CSV), "--anterior", "snout",
+                     "--posterior", "tailbase", "--set", "model.num_states=12",
+                     "fitting.float64=true", "data.fps=30", 'data.format="deeplabcut"']) == 0
+    assert "moseq fit" in capsys.readouterr().out
+    config = pipeline.Config.load(project / "config.toml")
+    assert config.model.num_states == 12 and config.fitting.float64 is True
+    assert config.data.fps == 30.0 and config.data.format == "deeplabcut"
+    assert config.data.paths == [str(DLC_CSV.resolve())]
+    assert config.data.anterior == ["snout"] and config.data.posterior == ["tailbase"]
+    # a second init refuses to overwrite
+    assert cli.main(["init-project", str(project), "--data", "x", "--anterior", "a",
+                     "--posterior", "b"]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_errors_are_explained(tmp_path, capsys):
+    assert cli.main(["init-project", str(tmp_path / "p"), "--data", "x", "--anterior", "a",
+                     "--posterior", "b", "--set", "model.num_state=3"]) == 1
+    assert "num_states" in capsys.readouterr().err
+    assert cli.main(["init-project", str(tmp_path / "p"), "--data", "x", "--anterior", "a",
+                     "--posterior", "b", "--set", "nodot=3"]) == 1
+    assert "SECTION.KEY=VALUE" in capsys.readouterr().err
+    # data without --anterior / --posterior
+    assert cli.main(["fit", str(DLC_CSV)]) == 1
+    assert "--anterior" in capsys.readouterr().err
+    assert cli.main(["fit", str(tmp_path / "missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    # a config with an unknown key
+    (tmp_path / "bad.toml").write_text(
+        '[data]\npaths = ["x"]\nanterior = ["a"]\nposterior = ["b"]\n[fitting]\nsweeps = 3\n')
+    assert cli.main(["fit", str(tmp_path / "bad.toml")]) == 1
+    err = capsys.readouterr().err
+    assert "fitting.sweeps" in err and "full_sweeps" in err
+    assert cli.main(["apply", str(tmp_path), str(DLC_CSV)]) == 1
+    assert "moseq fit" in capsys.readouterr().err
+
+
+def test_fit_data_creates_a_project(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(pipeline, "fit", lambda target, **kwargs: calls.append(
+        (target, kwargs)) or pipeline.FitResult({}, {}, None, Path(target), {}))
+    project = tmp_path / "proj"
+    assert cli.main(["fit", str(DLC_CSV), "--anterior", "snout", "--posterior", "tailbase",
+                     "--project", str(project), "--set", "fitting.ar_sweeps=7",
+                     "--no-report"]) == 0
+    assert calls == [(project, {"resume": False, "overwrite": False, "progress": True,
+                                "report": False})]
+    assert pipeline.Config.load(project).fitting.ar_sweeps == 7
+    # the same again refuses to replace that project's config, unless resuming
+    assert cli.main(["fit", str(DLC_CSV), "--anterior", "snout", "--posterior", "tailbase",
+                     "--project", str(project)]) == 1
+    assert cli.main(["fit", str(DLC_CSV), "--anterior", "snout", "--posterior", "tailbase",
+                     "--project", str(project), "--resume"]) == 0
+    assert pipeline.Config.load(project).fitting.ar_sweeps == 7
+
+
+def test_keypoints_option():
+    assert cli._parse_keypoints(None) is None
+    assert cli._parse_keypoints("a, b,c") == ["a", "b", "c"]
+    assert cli._parse_keypoints("x=a,y=b") == {"x": "a", "y": "b"}
+    with pytest.raises(ValueError, match="either"):
+        cli._parse_keypoints("x=a,b")
+
+
+def test_demo_runs_moseq_demo(monkeypatch):
+    import moseq.demo
+
+    calls = []
+    monkeypatch.setattr(moseq.demo, "main", lambda: calls.append(1))
+    assert cli.main(["demo"]) == 0
+    assert calls == [1]
