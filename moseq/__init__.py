@@ -1,5 +1,8 @@
 """moseq: blocked Gibbs sampling for behavioural syllables in JAX and Equinox.
 
+The pipeline (`moseq.fit`, `moseq.apply`, `moseq.init_project`; CLI `moseq`) sits on top:
+`moseq.io` loads tracking files, `moseq.export` and `moseq.viz` write results and figures.
+
 Layers (imports only point down): `moseq.models` (models as lists of blocks),
 `moseq.blocks` (the Gibbs blocks), `moseq.core` (`GibbsBlock`, `GibbsScheduler`, sharding),
 `moseq.ops` (pure kernels) and `moseq.utils` (the reference API's module paths).
@@ -15,6 +18,7 @@ from moseq.blocks import (
     StickyDirTransitions,
 )
 from moseq.core import GibbsBlock, GibbsScheduler, NumericalFailure, PlanError
+from moseq.pipeline import apply, fit, init_project
 
 __version__ = "0.1.0"
 
@@ -29,5 +33,8 @@ __all__ = [
     "NumericalFailure",
     "PlanError",
     "StickyDirTransitions",
+    "apply",
+    "fit",
+    "init_project",
     "models",
 ]

@@ -50,7 +50,8 @@ def run_page(page: Path, monkeypatch, tmp_path) -> dict:
     module = types.ModuleType(f"moseq_docs_{page.stem}")
     monkeypatch.setitem(sys.modules, module.__name__, module)
     for number, source in enumerate(blocks, 1):
-        code = compile(source, f"{page.relative_to(ROOT)} (block {number})", "exec")
+        code = compile(source, f"{page.relative_to(ROOT)} (block {number})", "exec",
+                       dont_inherit=True)  # not this file's `from __future__ import annotations`
         exec(code, module.__dict__)
     return module.__dict__
 
