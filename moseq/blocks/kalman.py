@@ -27,7 +27,10 @@ class KalmanLatents(GibbsBlock):
     Q_{z_t}) (the AR factor is scored by `dynamics.log_prob`). Conditional: the AR(L) model is
     lifted exactly to a first-order system in R^(D L) (`moseq.ops.kalman`) and sampled with
     the emission block's linear-Gaussian terms; masked frames carry no observation.
-    `parallel=True` uses the associative-scan sampler (O(log T) depth, for GPUs).
+    `parallel=True` uses the associative-scan sampler (O(log T) depth, for GPUs). The
+    sequential sampler compresses each frame's observation exactly to the D coordinates of
+    the newest block (`observed_dim`), which requires the emission matrix C to have full
+    column rank D.
     """
 
     dynamics: ARDynamics
@@ -83,7 +86,7 @@ class KalmanLatents(GibbsBlock):
             lifted = kalman_sample(
                 key, y_, jnp.ones(y_.shape[0], dtype), z, m0_, S0_, A, b, Q, C_, d_, R_,
                 unused_masked_dynamics, jnp.ones(y_.shape[1], dtype), self.jitter,
-                self.parallel,
+                self.parallel, observed_dim=dim,
             )
             first = lifted[0].reshape(nlags, dim)[:-1]
             return jnp.concatenate([first, lifted[:, -dim:]], axis=0)
