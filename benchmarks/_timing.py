@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import resource
 import statistics
 import time
 
@@ -32,6 +33,25 @@ def best_seconds(functions: dict, repeats: int = 15) -> dict:
             jax.block_until_ready(fn(*args))
             best[name] = min(best[name], time.perf_counter() - start)
     return best
+
+
+def sweep_timing(fn, repeats: int = 5) -> dict:
+    """Median and best seconds of `fn()` over `repeats` runs after a warm-up call
+    (compilation), and the process's peak RSS so far (MB)."""
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return {"seconds": statistics.median(times), "best_seconds": min(times),
+            "max_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def xla_working_mb(jitted, *args, **kwargs) -> float:
+    """Temporary buffers XLA allocates for one call of a compiled function, in MB."""
+    compiled = jitted.lower(*args, **kwargs).compile()
+    return compiled.memory_analysis().temp_size_in_bytes / 2**20
 
 
 def optional_module(name: str):

@@ -19,10 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks._timing import optional_module
+from benchmarks._timing import optional_module, sweep_timing, xla_working_mb
 
 NUM_RECORDINGS, NUM_FRAMES, NUM_STATES, LATENT_DIM, NLAGS = 8, 5_000, 100, 10, 3
-REPEATS = 5
 
 
 def workload(seed: int = 0) -> dict:
@@ -35,23 +34,6 @@ def workload(seed: int = 0) -> dict:
     return {"x": jnp.asarray(x, jnp.float32), "mask": jnp.asarray(mask)}
 
 
-def median_time(fn) -> dict:
-    """Median seconds of `fn()` after a warm-up call (compilation)."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return {"seconds": float(np.median(times))}
-
-
-def xla_working_mb(jitted, *args, **kwargs) -> float:
-    """Temporary buffers XLA allocates for one call of a compiled function, in MB."""
-    compiled = jitted.lower(*args, **kwargs).compile()
-    return compiled.memory_analysis().temp_size_in_bytes / 2**20
-
-
 def measure_moseq() -> dict:
     from moseq.core import scheduler as scheduler_module
     from moseq.models import arhmm
@@ -61,7 +43,7 @@ def measure_moseq() -> dict:
     state = model.init(0, data)
     padded, state, _ = model._layout(data, state)
     key = jax.random.key(1)
-    result = median_time(lambda: scheduler_module._sweep(model, key, padded, state, frozen=()))
+    result = sweep_timing(lambda: scheduler_module._sweep(model, key, padded, state, frozen=()))
     sweep = jax.jit(lambda key, data, state: scheduler_module._resample_all(
         model, key, data, state, ()))
     result["xla_mb"] = xla_working_mb(sweep, key, padded, state)
@@ -85,7 +67,7 @@ def measure_jax_moseq() -> dict:
                       "K_0_scale": 10.0},
     )
 
-    result = median_time(lambda: arhmm.resample_model(data, **model)["states"]["z"])
+    result = sweep_timing(lambda: arhmm.resample_model(data, **model)["states"]["z"])
     # Its sweep is several programs (and a host step); their largest working set is its peak.
     states, params, hyper = model["states"], model["params"], model["hypparams"]
     resample_ar = getattr(gibbs.resample_ar_params, "__wrapped__", gibbs.resample_ar_params)

@@ -8,8 +8,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from benchmarks._timing import best_seconds, optional_module
-from benchmarks.arhmm import xla_working_mb
+from benchmarks._timing import best_seconds, optional_module, xla_working_mb
 from moseq.ops.hmm import sample_hmm_stateseq
 
 NUM_RECORDINGS, NUM_FRAMES, NUM_STATES = 8, 5_000, 100

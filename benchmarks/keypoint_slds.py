@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -38,13 +37,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks._timing import optional_module
+from benchmarks._timing import optional_module, sweep_timing, xla_working_mb
 
 NUM_RECORDINGS, NUM_FRAMES, NUM_KEYPOINTS, KEYPOINT_DIM = 4, 5_000, 10, 2
 NUM_STATES, LATENT_DIM, NLAGS = 100, 10, 3
 ANTERIOR, POSTERIOR = (0,), (NUM_KEYPOINTS - 1,)
 JITTER = 1e-3
-REPEATS = 5
 
 
 def workload(seed: int = 0) -> dict:
@@ -87,25 +85,6 @@ def _status_mb(field: str) -> float:
     return float("nan")
 
 
-def median_time(fn) -> dict:
-    """Median and best seconds of `fn()` after a warm-up call (compilation), and the peak
-    RSS so far."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return {"seconds": float(np.median(times)), "best_seconds": float(np.min(times)),
-            "max_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-def xla_working_mb(jitted, *args, **kwargs) -> float:
-    """Temporary buffers XLA allocates for one call of a compiled function, in MB."""
-    compiled = jitted.lower(*args, **kwargs).compile()
-    return compiled.memory_analysis().temp_size_in_bytes / 2**20
-
-
 def load(path: str) -> dict:
     with np.load(path) as arrays:
         return {name: arrays[name] for name in arrays.files}
@@ -123,7 +102,7 @@ def measure_moseq(path: str) -> dict:
     padded, state, _ = model._layout(data, state)
     frozen = model._check_frozen(None)
     key = jax.random.key(1)
-    result = median_time(
+    result = sweep_timing(
         lambda: scheduler_module._sweep(model, key, padded, state, frozen=frozen))
     result["base_mb"] = base
     sweep = jax.jit(lambda key, data, state: scheduler_module._resample_all(
@@ -161,7 +140,7 @@ def measure_jax_moseq(path: str) -> dict:
         return kpslds.resample_model(data, **model, jitter=JITTER,
                                      parallel_message_passing=False)["states"]
 
-    result = {**median_time(sweep), "base_mb": base}
+    result = {**sweep_timing(sweep), "base_mb": base}
 
     # Its sweep is several compiled programs and eager ops: the largest working set of the
     # compiled steps (the Kalman sampler dominates) is its peak.
