@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
+
+NUM_DRAWS = 20_000
 
 
 def assert_mean_within_mc_error(samples, expected_mean, num_sigmas: float = 5.0, axis: int = 0):
@@ -43,3 +46,9 @@ def assert_counts_follow(observed_counts, probabilities, min_p_value: float = 1e
         return
     p_value = stats.chisquare(observed, expected * observed.sum() / expected.sum()).pvalue
     assert p_value > min_p_value, f"chi-square p = {p_value:.2e}"
+
+
+def draws(block, data, state, num=NUM_DRAWS, seed=0):
+    """`num` independent `resample` draws from the same state (vmapped over keys)."""
+    keys = jax.random.split(jax.random.key(seed), num)
+    return jax.jit(jax.vmap(lambda key: block.resample(key, data, state)))(keys)

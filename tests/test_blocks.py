@@ -7,7 +7,6 @@ many independent `resample` draws (vmapped over keys) must match within Monte Ca
 
 import itertools
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -22,14 +21,7 @@ from moseq.blocks import (
 )
 from moseq.models import arhmm, slds
 from moseq.ops.autoregression import ar_design
-from tests.helpers import assert_counts_follow, assert_mean_within_mc_error
-
-NUM_DRAWS = 20_000
-
-
-def draws(block, data, state, num=NUM_DRAWS, seed=0):
-    keys = jax.random.split(jax.random.key(seed), num)
-    return jax.jit(jax.vmap(lambda key: block.resample(key, data, state)))(keys)
+from tests.helpers import assert_counts_follow, assert_mean_within_mc_error, draws
 
 
 def test_sticky_dir_transitions_conditional_is_dirichlet():

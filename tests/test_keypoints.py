@@ -34,15 +34,7 @@ from moseq.ops.geometry import (
 )
 from moseq.ops.keypoints import noise_prior_scale, sample_von_mises
 from moseq.testing import LOG_JOINT, geweke_test
-from tests.helpers import assert_mean_within_mc_error
-
-NUM_DRAWS = 20_000
-
-
-def draws(block, data, state, num=NUM_DRAWS, seed=0):
-    """`num` independent `resample` draws from the same state (vmapped over keys)."""
-    keys = jax.random.split(jax.random.key(seed), num)
-    return jax.jit(jax.vmap(lambda key: block.resample(key, data, state)))(keys)
+from tests.helpers import NUM_DRAWS, assert_mean_within_mc_error, draws
 
 
 def numpy_rotation(h, d):
