@@ -12,6 +12,7 @@ from moseq.blocks.ar import ARDynamics
 from moseq.blocks.providers import GaussianEmissions
 from moseq.core.block import GibbsBlock, recording_keys, recording_span
 from moseq.ops._checks import check_positive
+from moseq.ops.ar_latents import sample_ar_latents
 from moseq.ops.kalman import ar_to_lds_dynamics, ar_to_lds_emissions, kalman_sample
 
 UNOBSERVED_VARIANCE = 1e8
@@ -21,16 +22,15 @@ offset: no value of a masked frame is read, and the pseudo-observation is neglig
 
 class KalmanLatents(GibbsBlock):
     """Latent trajectories `x` (N, T, D) given the states `z`, the AR dynamics and the
-    emissions, drawn jointly per recording by forward filtering, backward sampling.
+    emissions, drawn jointly per recording.
 
     Prior: the first L frames ~ N(0, prior_variance I), then x_t ~ N(Ab_{z_t}[lags; 1],
-    Q_{z_t}) (the AR factor is scored by `dynamics.log_prob`). Conditional: the AR(L) model is
-    lifted exactly to a first-order system in R^(D L) (`moseq.ops.kalman`) and sampled with
-    the emission block's linear-Gaussian terms; masked frames carry no observation.
-    `parallel=True` uses the associative-scan sampler (O(log T) depth, for GPUs). The
-    sequential sampler compresses each frame's observation exactly to the D coordinates of
-    the newest block (`observed_dim`), which requires the emission matrix C to have full
-    column rank D.
+    Q_{z_t}) (the AR factor is scored by `dynamics.log_prob`); masked frames carry no
+    observation. The default sequential sampler works on the AR model directly, in
+    information form (`moseq.ops.ar_latents`: one D x D factorisation per frame).
+    `parallel=True` lifts the AR(L) model exactly to a first-order system in R^(D L)
+    (`moseq.ops.kalman`) and uses the associative-scan sampler (O(log T) depth, for GPUs).
+    `jitter` is added to the variance of each frame's conditional draw.
     """
 
     dynamics: ARDynamics
@@ -67,32 +67,39 @@ class KalmanLatents(GibbsBlock):
         return {"x": self.emissions.initial_latents(data, state)}
 
     def resample(self, key, data, state):
-        nlags, dim = self.dynamics.nlags, self.dynamics.latent_dim
         ys, C, d, variances = self.emissions.emission_terms(data, state)
-        dtype = ys.dtype
         observed = data["mask"][..., None] > 0
         variances = jnp.where(observed, variances, UNOBSERVED_VARIANCE)
         ys = jnp.where(observed, ys, d)  # masked values are never read
-        A, b, Q = ar_to_lds_dynamics(state["Ab"].astype(dtype), state["Q"].astype(dtype))
+        Ab, Q = state["Ab"].astype(ys.dtype), state["Q"].astype(ys.dtype)
+        draw = jax.vmap(self._sample_lifted if self.parallel else self._sample_banded,
+                        in_axes=(0, 0, 0, 0, None, None, None, None))
+        keys = recording_keys(key, data, ys.shape[0])
+        return {"x": draw(keys, ys, variances, state["z"], Ab, Q, C, d)}
+
+    def _sample_banded(self, key, ys, variances, zs, Ab, Q, C, d):
+        """The draw of one recording in information form, on the AR model itself."""
+        return sample_ar_latents(key, ys, variances, zs, Ab, Q, C, d, self.prior_variance,
+                                 self.jitter)
+
+    def _sample_lifted(self, key, ys, variances, zs, Ab, Q, C, d):
+        """The draw of one recording through the lifted first-order model."""
+        nlags, dim = self.dynamics.nlags, self.dynamics.latent_dim
+        dtype = ys.dtype
+        A, b, Q = ar_to_lds_dynamics(Ab, Q)
         lifted_dim = dim * nlags
-        Cd = jnp.concatenate([C, d[:, None]], axis=1)
         m0 = jnp.zeros(lifted_dim, dtype)
         S0 = self.prior_variance * jnp.eye(lifted_dim, dtype=dtype)
         unused_masked_dynamics = {"weights": jnp.eye(lifted_dim, dtype=dtype),
                                   "bias": m0, "cov": S0}
-
-        def one_recording(key, y, variance, z):
-            C_, d_, R_, y_, m0_, S0_ = ar_to_lds_emissions(Cd, variance, y, m0, S0, nlags)
-            lifted = kalman_sample(
-                key, y_, jnp.ones(y_.shape[0], dtype), z, m0_, S0_, A, b, Q, C_, d_, R_,
-                unused_masked_dynamics, jnp.ones(y_.shape[1], dtype), self.jitter,
-                self.parallel, observed_dim=dim,
-            )
-            first = lifted[0].reshape(nlags, dim)[:-1]
-            return jnp.concatenate([first, lifted[:, -dim:]], axis=0)
-
-        keys = recording_keys(key, data, ys.shape[0])
-        return {"x": jax.vmap(one_recording)(keys, ys, variances, state["z"])}
+        Cd = jnp.concatenate([C, d[:, None]], axis=1)
+        C_, d_, R_, y_, m0_, S0_ = ar_to_lds_emissions(Cd, variances, ys, m0, S0, nlags)
+        lifted = kalman_sample(
+            key, y_, jnp.ones(y_.shape[0], dtype), zs, m0_, S0_, A, b, Q, C_, d_, R_,
+            unused_masked_dynamics, jnp.ones(y_.shape[1], dtype), self.jitter, parallel=True,
+        )
+        first = lifted[0].reshape(nlags, dim)[:-1]
+        return jnp.concatenate([first, lifted[:, -dim:]], axis=0)
 
     def sample_prior(self, key, state):
         return {"x": self.dynamics.simulate_trajectory(key, state,

@@ -57,7 +57,6 @@ from jax import lax
 from jax.scipy.linalg import cho_solve, solve_triangular
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from moseq.ops import linalg
 from moseq.ops._checks import check_ndim, check_positive, check_same, check_square
 from moseq.ops.linalg import symmetrize
 
@@ -264,14 +263,6 @@ def _backward_step(filtered_mean, filtered_cov, weights, bias, cov, cov_root):
     Both Cholesky factors (of the predictive and of the filtered covariance) come from one
     batched call, so the step issues one chain of LAPACK calls.
     """
-    step, predicted_chol, _ = _backward_step_and_prediction(
-        filtered_mean, filtered_cov, weights, bias, cov, cov_root
-    )
-    return step, predicted_chol
-
-
-def _backward_step_and_prediction(filtered_mean, filtered_cov, weights, bias, cov, cov_root):
-    """`_backward_step`, also returning the next frame's predictive covariance."""
     FP = weights @ filtered_cov
     predicted_cov = symmetrize(FP @ weights.T + cov)
     predicted_chol, filtered_root = jnp.linalg.cholesky(jnp.stack([predicted_cov, filtered_cov]))
@@ -283,7 +274,7 @@ def _backward_step_and_prediction(filtered_mean, filtered_cov, weights, bias, co
         weights=weights,
         cov_root=cov_root,
     )
-    return step, predicted_chol, predicted_cov
+    return step, predicted_chol
 
 
 def _last_backward(filtered_mean, filtered_cov) -> _Backward:
@@ -366,84 +357,6 @@ def _forward_sequential(model: _Model, per_frame, extras):
         lambda xs, x: jnp.concatenate([xs, x[None]]), outputs, last_output
     )
     return gains, outputs, log_likelihood + frame_ll
-
-
-class _BlockEmissions(NamedTuple):
-    """Every frame's observation, compressed to the q observed state coordinates.
-
-    With ``C = [0 C_b]`` (only the last q coordinates observed) and diagonal R_t, y_t carries
-    the information ``J_t = C_bᵀ R_t⁻¹ C_b`` and ``h_t = C_bᵀ R_t⁻¹ (y_t - d)`` about the
-    observed block; with ``J_t = W_tᵀ W_t`` (W_t upper triangular) that is exactly the
-    information of the q-dimensional pseudo-observation ``z_t = W_t x_b + N(0, I)``,
-    ``z_t = W_t⁻ᵀ h_t``.
-    """
-
-    factors: Array  # (T, q, q) W_t
-    pseudo: Array  # (T, q) z_t
-
-
-def _block_emissions(model: _Model, observed_dim: int) -> _BlockEmissions:
-    """All frames at once, outside the sequential loop. `moseq.ops.linalg`'s factorisations
-    run as XLA loops on CPU, so they never meet the loop's LAPACK calls (module docstring)."""
-    C_b = model.C[:, -observed_dim:]
-    inv_variances = 1.0 / model.variances
-    information = jnp.einsum("pi,tp,pj->tij", C_b, inv_variances, C_b)
-    h = (inv_variances * (model.ys - model.d)) @ C_b
-    lower = linalg.cholesky(symmetrize(information))
-    pseudo = linalg.solve_triangular(lower, h[..., None], lower=True)[..., 0]
-    return _BlockEmissions(factors=jnp.swapaxes(lower, -1, -2), pseudo=pseudo)
-
-
-def _condition_block(mean, cov, factor, pseudo):
-    """Condition N(mean, cov) on z = W x_b + N(0, I), x_b the last q coordinates.
-
-    Covariance form through the q x q matrix S = I + W P_bb Wᵀ >= I (one Cholesky), so each
-    frame costs O(n² q) plus the dynamics, instead of an n x n factorisation.
-    """
-    q = factor.shape[-1]
-    WPb = factor @ cov[-q:, :]  # (q, n) W H P
-    S = symmetrize(jnp.eye(q, dtype=mean.dtype) + WPb[:, -q:] @ factor.T)
-    S_chol = jnp.linalg.cholesky(S)
-    innovation = pseudo - factor @ mean[-q:]
-    # One triangular solve for the gain factor and the whitened innovation.
-    solved = solve_triangular(
-        S_chol, jnp.concatenate([WPb, innovation[:, None]], axis=1), lower=True
-    )
-    K, e = solved[:, :-1], solved[:, -1]  # K = S^{-1/2} W H P
-    return mean + K.T @ e, symmetrize(cov - K.T @ K)
-
-
-def _sample_sequential_block(model: _Model, noise, jitter_scale, observed_dim: int):
-    """`_sample` with parallel=False for an emission matrix that observes only the last
-    ``observed_dim`` state coordinates; same draws as the general path given the same noise."""
-    emissions = _block_emissions(model, observed_dim)
-
-    def step(carry, inputs):
-        predicted_mean, predicted_cov = carry
-        factor, pseudo, index, eps = inputs
-        filtered_mean, filtered_cov = _condition_block(
-            predicted_mean, predicted_cov, factor, pseudo
-        )
-        backward, _, next_cov = _backward_step_and_prediction(
-            filtered_mean,
-            filtered_cov,
-            model.weights[index],
-            model.biases[index],
-            model.covs[index],
-            model.cov_roots[index],
-        )
-        carry = (backward.predicted_mean, next_cov)
-        return carry, (backward.gain, _sample_offset(backward, eps, jitter_scale))
-
-    head = lambda x: x[:-1]
-    init = (model.m0, symmetrize(model.S0_root @ model.S0_root.T))
-    inputs = (head(emissions.factors), head(emissions.pseudo), model.dynamics_index, head(noise))
-    (mean, cov), (gains, offsets) = lax.scan(step, init, inputs)
-    filtered_mean, filtered_cov = _condition_block(
-        mean, cov, emissions.factors[-1], emissions.pseudo[-1]
-    )
-    last = _sample_offset(_last_backward(filtered_mean, filtered_cov), noise[-1], jitter_scale)
-    return _backward_samples(gains, jnp.concatenate([offsets, last[None]]), parallel=False)
 
 
 def _filter_element(C, d, weights, bias, cov_root, y, variance):
@@ -614,10 +527,8 @@ def _backward_moments(gains, offsets, covs, parallel):
 # Public API
 
 
-def _sample(model: _Model, noise, jitter, parallel, observed_dim=None):
+def _sample(model: _Model, noise, jitter, parallel):
     jitter_scale = jnp.sqrt(jnp.asarray(jitter, model.m0.dtype))
-    if observed_dim is not None and not parallel:
-        return _sample_sequential_block(model, noise, jitter_scale, observed_dim)
     per_frame = lambda step, eps: _sample_offset(step, eps, jitter_scale)
     gains, offsets, _ = _forward(model, per_frame, noise, parallel, with_log_likelihood=False)
     return _backward_samples(gains, offsets, parallel)
@@ -627,26 +538,6 @@ def _check_jitter(jitter):
     check_positive("jitter", jitter, allow_zero=True)
     if np.ndim(jitter) != 0:
         raise ValueError(f"`jitter` must be a scalar; got shape {np.shape(jitter)}.")
-
-
-def _check_observed_dim(observed_dim, C) -> None:
-    if observed_dim is None:
-        return
-    state_dim = np.shape(C)[-1]
-    if (
-        not isinstance(observed_dim, (int, np.integer))
-        or isinstance(observed_dim, bool)
-        or not 1 <= observed_dim <= state_dim
-    ):
-        raise ValueError(
-            f"`observed_dim` must be None or a Python int in [1, n = {state_dim}]; "
-            f"got {observed_dim!r}."
-        )
-    if not isinstance(C, jax.core.Tracer) and np.any(np.asarray(C)[:, : state_dim - observed_dim]):
-        raise ValueError(
-            f"`observed_dim` = {observed_dim} requires `C` to be zero outside its last "
-            f"{observed_dim} columns."
-        )
 
 
 def kalman_sample(
@@ -666,7 +557,6 @@ def kalman_sample(
     masked_obs_noise: Float[Array, " obs"],
     jitter: float = 0,
     parallel: bool = True,
-    observed_dim: int | None = None,
 ) -> Float[Array, "T n"]:
     """One joint draw of x_{0:T-1} from the posterior of a switching linear-Gaussian model.
 
@@ -680,23 +570,14 @@ def kalman_sample(
     associative scans (depth O(log T), for accelerators); ``False`` uses ``lax.scan``.
     ``parallel`` must be a Python bool (static under `jax.jit`). Batch recordings with
     `jax.vmap`. Returns x with the dtype of the inputs.
-
-    ``observed_dim`` (a Python int q, or None) declares that ``C`` is zero outside its last
-    q columns (as for a lifted AR model, whose emission reads the newest block), with
-    ``C[:, -q:]`` of full column rank (so ``C_bᵀ diag(r)⁻¹ C_b`` is positive definite). The
-    sequential sampler then compresses each frame's observation, exactly, to q dimensions
-    (`_BlockEmissions`) and conditions through a q x q factorisation instead of an n x n
-    one: same draws as with ``observed_dim=None`` up to rounding, faster when q < n. Ignored
-    when ``parallel=True``. The zero pattern of ``C`` is checked when ``C`` is concrete.
     """
     model = _prepare(
         ys, mask, zs, m0, S0, A, B, Q, C, D, Rs, masked_dynamics_params, masked_obs_noise
     )
     _check_jitter(jitter)
-    _check_observed_dim(observed_dim, C)
     num_frames, state_dim = model.ys.shape[0], model.m0.shape[0]
     noise = jax.random.normal(seed, (num_frames, NOISE_PER_FRAME, state_dim), model.m0.dtype)
-    return _sample(model, noise, jitter, parallel, observed_dim)
+    return _sample(model, noise, jitter, parallel)
 
 
 def kalman_sample_with_noise(
@@ -716,7 +597,6 @@ def kalman_sample_with_noise(
     masked_obs_noise: Float[Array, " obs"],
     jitter: float = 0,
     parallel: bool = True,
-    observed_dim: int | None = None,
 ) -> Float[Array, "T n"]:
     """`kalman_sample` with its standard-normal draws given: ``noise`` is ``(T, 3, n)``.
 
@@ -730,10 +610,9 @@ def kalman_sample_with_noise(
         ys, mask, zs, m0, S0, A, B, Q, C, D, Rs, masked_dynamics_params, masked_obs_noise
     )
     _check_jitter(jitter)
-    _check_observed_dim(observed_dim, C)
     num_frames, state_dim = model.ys.shape[0], model.m0.shape[0]
     _check_shape("noise", noise, (num_frames, NOISE_PER_FRAME, state_dim), "(T, 3, n)")
-    return _sample(model, jnp.asarray(noise, model.m0.dtype), jitter, parallel, observed_dim)
+    return _sample(model, jnp.asarray(noise, model.m0.dtype), jitter, parallel)
 
 
 def kalman_smoother(
