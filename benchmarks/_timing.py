@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import resource
 import statistics
@@ -60,3 +61,33 @@ def optional_module(name: str):
         return importlib.import_module(name)
     except ImportError:
         return None
+
+
+def moseq_sweep(model, data: dict, state: dict, key) -> tuple:
+    """`(sweep, xla_mb, padded, state)`: `sweep()` runs one sweep of `model` as
+    `GibbsScheduler.sweep` does (one compiled program per block, the model's frozen blocks
+    held) on the laid-out data, and `xla_mb` is the largest working memory of those programs."""
+    from moseq.core import scheduler
+
+    padded, state, _ = model._layout(data, state)
+    frozen = model._check_frozen(None)
+
+    def sweep():
+        return scheduler._resample_all(model, key, padded, state, frozen,
+                                       scheduler._compiled_resample_block)
+
+    xla_mb = max(
+        xla_working_mb(jax.jit(functools.partial(scheduler._resample_block, block, mesh=None)),
+                       key, padded, state)
+        for block in model.blocks if block.name not in frozen
+    )
+    return sweep, xla_mb, padded, state
+
+
+def moseq_run_seconds(model, data: dict, state: dict, num_sweeps: int = 10) -> float:
+    """Seconds per sweep inside `model.run` (log-joint trace included), after a run that
+    compiles."""
+    model.run(2, data, state, num_sweeps, chunk_size=num_sweeps, progress=False)
+    start = time.perf_counter()
+    model.run(3, data, state, num_sweeps, chunk_size=num_sweeps, progress=False)
+    return (time.perf_counter() - start) / num_sweeps

@@ -13,31 +13,40 @@ Figures (all from the same run, each implementation in a fresh subprocess):
   `best_ms` is the fastest of the 5 (steadier on a shared machine).
   For moseq also the per-sweep time inside `run()` (10 sweeps in one compiled scan, with the
   log-joint trace).
-- `xla_mb`: the temporary memory XLA allocates for one sweep, from the compiled executable's
-  memory analysis (for jax-moseq, the largest of its compiled steps: its sweep is a chain of
-  separately compiled programs plus eager ops). The working set that bounds the data size.
+- `xla_mb`: the temporary memory XLA allocates for one sweep, from the compiled executables'
+  memory analysis: the largest of the compiled steps (moseq compiles each block separately;
+  jax-moseq's sweep is a chain of separately compiled programs plus eager ops). The working
+  set that bounds the data size.
 - `max_mb`: the process's peak resident set size (getrusage ru_maxrss) after the timed
   sweeps: imports, data, initialisation, compilation and the sweeps, the "peak memory" a
   user sees. `base_mb` is the resident size after imports and loading the data, and
   `above_base_mb` = max_mb - base_mb. Both are dominated by XLA compilation (the compiler's
-  own peak and the heap it leaves behind), not by the sweep's working set.
+  own peak and the heap it leaves behind), not by the sweep's working set. For moseq, the
+  `run()` line's `max_mb` is the peak after also compiling and running `run()` (log-joint
+  trace programs included).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks._timing import optional_module, sweep_timing, xla_working_mb
+from benchmarks._timing import (
+    moseq_run_seconds,
+    moseq_sweep,
+    optional_module,
+    sweep_timing,
+    xla_working_mb,
+)
 
 NUM_RECORDINGS, NUM_FRAMES, NUM_KEYPOINTS, KEYPOINT_DIM = 4, 5_000, 10, 2
 NUM_STATES, LATENT_DIM, NLAGS = 100, 10, 3
@@ -91,7 +100,6 @@ def load(path: str) -> dict:
 
 
 def measure_moseq(path: str) -> dict:
-    from moseq.core import scheduler as scheduler_module
     from moseq.models import keypoint_slds
 
     data = load(path)
@@ -99,19 +107,11 @@ def measure_moseq(path: str) -> dict:
     model = keypoint_slds(ANTERIOR, POSTERIOR, latent_dim=LATENT_DIM, num_states=NUM_STATES,
                           nlags=NLAGS, jitter=JITTER)
     state = jax.block_until_ready(model.init(0, data))
-    padded, state, _ = model._layout(data, state)
-    frozen = model._check_frozen(None)
-    key = jax.random.key(1)
-    result = sweep_timing(
-        lambda: scheduler_module._sweep(model, key, padded, state, frozen=frozen))
-    result["base_mb"] = base
-    sweep = jax.jit(lambda key, data, state: scheduler_module._resample_all(
-        model, key, data, state, frozen))
-    result["xla_mb"] = xla_working_mb(sweep, key, padded, state)
-    model.run(2, data, state, 10, chunk_size=10, progress=False)  # compile
-    start = time.perf_counter()
-    model.run(3, data, state, 10, chunk_size=10, progress=False)
-    return {**result, "run_seconds": (time.perf_counter() - start) / 10}
+    sweep, xla_mb, _, _ = moseq_sweep(model, data, state, jax.random.key(1))
+    result = {**sweep_timing(sweep), "base_mb": base, "xla_mb": xla_mb}
+    result["run_seconds"] = moseq_run_seconds(model, data, state)
+    result["run_max_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
 
 
 def measure_jax_moseq(path: str) -> dict:
@@ -205,7 +205,8 @@ def run(report) -> None:
     ours = results["moseq"]
     report("keypoint_slds: one sweep (4 x 5000, k=10, K=100, D=10, L=3)", ours["seconds"],
            **memory(ours))
-    report("keypoint_slds: per sweep inside run() (with log-joint trace)", ours["run_seconds"])
+    report("keypoint_slds: per sweep inside run() (with log-joint trace)", ours["run_seconds"],
+           max_mb=f"{ours['run_max_mb']:.0f}")
     theirs = results["jax-moseq"]
     if not theirs:
         report("keypoint_slds: jax-moseq not importable, no comparison", None)

@@ -151,8 +151,8 @@ class FittingConfig:
     ar_sweeps: int = _option(50, "int", "Sweeps of the AR-only stage.")
     full_sweeps: int = _option(
         500, "int", "Sweeps of the full model (may be raised to extend a fit with --resume).")
-    chunk_size: int = _option(10, "int", "Sweeps compiled together (progress and checkpoints "
-                              "happen between chunks).")
+    chunk_size: int = _option(10, "int", "Sweeps between progress reports and checkpoint "
+                              "checks.")
     checkpoint_every: int = _option(
         25, "int", "Write checkpoint.npz every this many sweeps (0: only at the end of each "
         "stage).")

@@ -1,4 +1,14 @@
-"""GibbsScheduler: chain blocks into sweeps, compile chunks of sweeps, run them on a mesh."""
+"""GibbsScheduler: chain blocks into sweeps and run them on a mesh.
+
+Compilation is per block: `init`, `sweep`, `run` and `log_joint` call one compiled program
+per block (and per summary) instead of compiling the whole sweep as one program. XLA's
+compile-time memory grows with the size of a program, so this bounds the peak memory of a
+fit by its largest block instead of the sum of all of them (about half, for the
+keypoint-SLDS), at the cost of a few dispatches per sweep. A block's program depends only on
+the block (its arrays are traced, the rest is static), so models sharing a block share its
+compilation. `_resample_all` and `_init_state` with their default steps are the same sweep
+and init traced as one function, for callers that compile whole chains (`moseq.testing`).
+"""
 
 from __future__ import annotations
 
@@ -180,7 +190,7 @@ class GibbsScheduler(eqx.Module):
         """
         padded, given, num_recordings = self._layout(data, self._check_given(given))
         with recording_mesh(self.mesh):
-            state = _init(self, as_key(key), padded, given)
+            state = _init_state(self, as_key(key), padded, given, _compiled_init_block)
         return sharding.unpad(state, self.per_recording, num_recordings)
 
     def _check_given(self, given: State | None) -> State:
@@ -203,7 +213,8 @@ class GibbsScheduler(eqx.Module):
         frozen = self._check_frozen(frozen)
         padded, state, num_recordings = self._layout(data, dict(state))
         with recording_mesh(self.mesh):
-            new_state, nonfinite = _sweep(self, as_key(key), padded, state, frozen=frozen)
+            new_state, nonfinite = _resample_all(self, as_key(key), padded, state, frozen,
+                                                 _compiled_resample_block)
         if bool(jnp.any(nonfinite)):
             block = self.block_names[int(jnp.argmax(nonfinite))]
             raise NumericalFailure(f"{block} produced a NaN or infinite value in this sweep.",
@@ -236,7 +247,7 @@ class GibbsScheduler(eqx.Module):
         """log p(data, state): the sum of every block's `log_prob`."""
         padded, state, _ = self._layout(data, dict(state))
         with recording_mesh(self.mesh):
-            return _log_joint(self, padded, state)
+            return _log_joint_terms(self, padded, state, _compiled_log_prob)
 
     # ---- run -----------------------------------------------------------------------------
 
@@ -254,14 +265,14 @@ class GibbsScheduler(eqx.Module):
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
     ) -> tuple[State, dict[str, np.ndarray]]:
-        """Run `num_sweeps` sweeps, compiled in chunks of `chunk_size` with `lax.scan`.
+        """Run `num_sweeps` sweeps (each block compiled once), reporting every `chunk_size`.
 
         Sweep s uses `fold_in(key, s)`, so a run resumed at `start_sweep=s` from the state
         after sweep s - 1 continues the same chain bit for bit. The trace holds, per sweep,
-        the log joint and every `summaries[name](data, state)`. After each chunk a progress
-        line is printed (if `progress`) and every `callbacks(sweeps_done, state, trace)` is
-        called with the unpadded state. A NaN raises `NumericalFailure` naming the sweep and
-        the block, carrying the last good state.
+        the log joint and every `summaries[name](data, state)`. After each chunk of
+        `chunk_size` sweeps a progress line is printed (if `progress`) and every
+        `callbacks(sweeps_done, state, trace)` is called with the unpadded state. A NaN
+        raises `NumericalFailure` naming the sweep and the block, carrying the last good state.
         """
         if num_sweeps < 0 or chunk_size < 1:
             raise ValueError("`num_sweeps` must be >= 0 and `chunk_size` >= 1.")
@@ -269,46 +280,47 @@ class GibbsScheduler(eqx.Module):
         summaries = tuple(sorted(dict(summaries or {}).items()))
         key = as_key(key)
         padded, state, num_recordings = self._layout(data, dict(state))
-        traces: list[dict] = []
-        done, started = 0, time.perf_counter()
-        while done < num_sweeps:
-            steps = min(chunk_size, num_sweeps - done)
-            first = start_sweep + done
+        records: list[dict] = []
+        started = time.perf_counter()
+        for done in range(num_sweeps):
+            sweep_number = start_sweep + done
             with recording_mesh(self.mesh):
-                state, chunk_trace, failed = _run_chunk(
-                    self, key, padded, state, jnp.asarray(first), jnp.asarray(steps),
-                    frozen=frozen, summaries=summaries, chunk_size=chunk_size,
-                )
-            chunk_trace = {k: np.asarray(v)[:steps] for k, v in chunk_trace.items()}
-            sweep_failed, block_failed = (int(x) for x in np.asarray(failed))
-            if sweep_failed >= 0:
-                kept = sweep_failed - first
-                traces.append({k: v[:kept] for k, v in chunk_trace.items()})
-                trace = _concat(traces)
-                raise NumericalFailure(
-                    f"sweep {sweep_failed}: {self.block_names[block_failed]} produced a NaN or "
-                    "infinite value; the state returned with this error is the last good one "
-                    f"(after sweep {sweep_failed - 1}).",
-                    sharding.unpad(state, self.per_recording, num_recordings), trace,
-                )
-            traces.append(chunk_trace)
-            done += steps
+                new_state, nonfinite = _resample_all(
+                    self, jax.random.fold_in(key, sweep_number), padded, state, frozen,
+                    _compiled_resample_block)
+                nonfinite = np.asarray(nonfinite)
+                if nonfinite.any():
+                    raise NumericalFailure(
+                        f"sweep {sweep_number}: {self.block_names[int(np.argmax(nonfinite))]} "
+                        "produced a NaN or infinite value; the state returned with this error "
+                        f"is the last good one (after sweep {sweep_number - 1}).",
+                        sharding.unpad(state, self.per_recording, num_recordings),
+                        _trace(records),
+                    )
+                state = new_state
+                records.append({
+                    "log_joint": _log_joint_terms(self, padded, state, _compiled_log_prob),
+                    **{name: _compiled_summary(fn, padded, state) for name, fn in summaries},
+                })
+            if (done + 1) % chunk_size and done + 1 < num_sweeps:
+                continue
             if progress:
-                rate = done / (time.perf_counter() - started)
-                print(f"sweep {start_sweep + done:6d}/{start_sweep + num_sweeps}  "
-                      f"{rate:7.2f} sweeps/s  log joint {chunk_trace['log_joint'][-1]:.6g}",
+                rate = (done + 1) / (time.perf_counter() - started)
+                print(f"sweep {sweep_number + 1:6d}/{start_sweep + num_sweeps}  "
+                      f"{rate:7.2f} sweeps/s  log joint {float(records[-1]['log_joint']):.6g}",
                       file=sys.stderr, flush=True)
             if callbacks:
                 host_state = sharding.unpad(state, self.per_recording, num_recordings)
                 for callback in callbacks:
-                    callback(start_sweep + done, host_state, _concat(traces))
-        return sharding.unpad(state, self.per_recording, num_recordings), _concat(traces)
+                    callback(sweep_number + 1, host_state, _trace(records))
+        return sharding.unpad(state, self.per_recording, num_recordings), _trace(records)
 
 
-def _concat(traces: list[dict]) -> dict[str, np.ndarray]:
-    if not traces:
+def _trace(records: list[dict]) -> dict[str, np.ndarray]:
+    """Per-sweep records stacked into arrays (sweep axis first)."""
+    if not records:
         return {}
-    return {k: np.concatenate([t[k] for t in traces]) for k in traces[0]}
+    return {k: np.stack([np.asarray(r[k]) for r in records]) for k in records[0]}
 
 
 def _declared(block: GibbsBlock, method: str, updates: State) -> State:
@@ -320,32 +332,40 @@ def _declared(block: GibbsBlock, method: str, updates: State) -> State:
     return updates
 
 
-def _resample_all(scheduler: GibbsScheduler, key, data, state, frozen):
-    """The body of a sweep: every unfrozen block in order, each with its own key."""
+def _resample_block(block: GibbsBlock, key, data, state, *, mesh: Mesh | None):
+    """A block's draw in a sweep and whether it holds a NaN or inf."""
+    updates = _declared(block, "resample", block.resample(key, data, state))
+    updates = sharding.constrain(updates, set(block.per_recording), mesh)
+    return updates, _nonfinite(updates)
+
+
+def _resample_all(scheduler: GibbsScheduler, key, data, state, frozen, step=_resample_block):
+    """One sweep: every unfrozen block in order, each with its own child of `key`, through
+    `step` (`_resample_block` or its compiled form); returns the state and each block's NaN
+    flag."""
     keys = jax.random.split(key, len(scheduler.blocks))
     flags = []
     for block, block_key in zip(scheduler.blocks, keys, strict=True):
         if block.name in frozen:
             flags.append(jnp.zeros((), bool))
             continue
-        updates = _declared(block, "resample", block.resample(block_key, data, state))
-        flags.append(_nonfinite(updates))
+        updates, nonfinite = step(block, block_key, data, state, mesh=scheduler.mesh)
+        flags.append(nonfinite)
         state = {**state, **updates}
-    state = sharding.constrain(state, scheduler.per_recording, scheduler.mesh)
     return state, jnp.stack(flags)
 
 
 def _compile(fn, static_argnames: tuple[str, ...] = ()):
-    """`jax.jit` of `fn(scheduler, ...)` with the scheduler's arrays traced and the rest of it
-    (block types, hyperparameters, mesh) static, plus `static_argnames`."""
+    """`jax.jit` of `fn(module, ...)` with the module's (a scheduler's or a block's) arrays
+    traced and the rest of it (types, hyperparameters, mesh) static, plus `static_argnames`."""
 
     @functools.partial(jax.jit, static_argnames=("static", *static_argnames))
     def compiled(params, *args, static, **kwargs):
         return fn(eqx.combine(params, static), *args, **kwargs)
 
     @functools.wraps(fn)
-    def call(scheduler, *args, **kwargs):
-        params, static = eqx.partition(scheduler, eqx.is_array)
+    def call(module, *args, **kwargs):
+        params, static = eqx.partition(module, eqx.is_array)
         return compiled(params, *args, static=static, **kwargs)
 
     return call
@@ -368,10 +388,16 @@ def _in_order(scheduler: GibbsScheduler, key, reads: str, given: State | None, d
     return state
 
 
-def _init_state(scheduler: GibbsScheduler, key, data, given=None) -> State:
-    state = _in_order(scheduler, key, "init_reads", given, lambda block, key, state: _declared(
-        block, "init", block.init(key, data, state)))
-    return sharding.constrain(state, scheduler.per_recording, scheduler.mesh)
+def _init_block(block: GibbsBlock, key, data, state, *, mesh: Mesh | None) -> State:
+    updates = _declared(block, "init", block.init(key, data, state))
+    return sharding.constrain(updates, set(block.per_recording), mesh)
+
+
+def _init_state(scheduler: GibbsScheduler, key, data, given=None, step=_init_block) -> State:
+    """Every block's `init` in dependency order through `step` (`_init_block` or its
+    compiled form), keeping the variables in `given`."""
+    return _in_order(scheduler, key, "init_reads", given, lambda block, key, state: step(
+        block, key, data, state, mesh=scheduler.mesh))
 
 
 def _prior_draws(scheduler: GibbsScheduler, key, data, given=None) -> State:
@@ -388,43 +414,22 @@ def _data_draws(scheduler: GibbsScheduler, key, state, data) -> dict:
     return data
 
 
-def _log_joint_terms(scheduler: GibbsScheduler, data, state):
-    return sum(block.log_prob(data, state) for block in scheduler.blocks)
+def _log_prob(block: GibbsBlock, data, state):
+    return block.log_prob(data, state)
 
 
-def _run_sweeps(scheduler: GibbsScheduler, key, data, state, first_sweep, steps, *, frozen,
-                summaries, chunk_size):
-    """`chunk_size` sweeps in one `lax.scan`; sweeps past `steps` or after a failure are
-    skipped, so every chunk of a run shares one compilation."""
-
-    def one_sweep(carry, offset):
-        state, failed = carry
-        sweep_number = first_sweep + offset
-        active = (offset < steps) & (failed[0] < 0)
-
-        def advance(state):
-            new_state, nonfinite = _resample_all(
-                scheduler, jax.random.fold_in(key, sweep_number), data, state, frozen)
-            bad = jnp.any(nonfinite)
-            new_state = jax.tree.map(lambda new, old: jnp.where(bad, old, new), new_state, state)
-            failure = jnp.where(bad, jnp.stack([sweep_number, jnp.argmax(nonfinite)]), failed)
-            return new_state, failure
-
-        state, failed = jax.lax.cond(active, advance, lambda s: (s, failed), state)
-        record = {"log_joint": _log_joint_terms(scheduler, data, state)}
-        record.update({name: fn(data, state) for name, fn in summaries})
-        return (state, failed), record
-
-    initial_failed = jnp.array([-1, -1], dtype=jnp.result_type(int))
-    (state, failed), trace = jax.lax.scan(
-        one_sweep, (state, initial_failed), jnp.arange(chunk_size)
-    )
-    return state, trace, failed
+def _log_joint_terms(scheduler: GibbsScheduler, data, state, step=_log_prob):
+    """log p(data, state): the sum of every block's `log_prob` through `step`."""
+    return sum(step(block, data, state) for block in scheduler.blocks)
 
 
-_init = _compile(_init_state)
-_sweep = _compile(_resample_all, ("frozen",))
-_log_joint = _compile(_log_joint_terms)
+@functools.partial(jax.jit, static_argnums=0)
+def _compiled_summary(fn: Summary, data, state):
+    return fn(data, state)
+
+
+_compiled_resample_block = _compile(_resample_block, ("mesh",))
+_compiled_init_block = _compile(_init_block, ("mesh",))
+_compiled_log_prob = _compile(_log_prob)
 _sample_prior = _compile(_prior_draws)
 _sample_data = _compile(_data_draws)
-_run_chunk = _compile(_run_sweeps, ("frozen", "summaries", "chunk_size"))

@@ -46,9 +46,9 @@ class _Eliminated(NamedTuple):
     """x_o | x_r ~ N(F⁻ᵀ (u - B x_r), (F Fᵀ)⁻¹) for an eliminated frame o and the L frames r
     after it: F the Cholesky factor of the conditional precision, B = F⁻¹ Λ_or, u = F⁻¹ η_o."""
 
-    factor: Array  # (D, D)
-    coupling: Array  # (D, L D)
-    whitened_information: Array  # (D,)
+    inverse_factor: Array  # (D, D) F⁻¹
+    coupling: Array  # (D, L D) B
+    whitened_information: Array  # (D,) u
 
 
 def _ar_factors(Ab, Q):
@@ -76,13 +76,15 @@ def _eliminate_oldest(precision, information, latent_dim):
     triangular solve that depends on it (LAPACK calls never run side by side: see
     `moseq.ops.kalman`)."""
     factor = jnp.linalg.cholesky(precision[:latent_dim, :latent_dim])
-    rhs = jnp.concatenate([precision[:latent_dim, latent_dim:],
-                           information[:latent_dim, None]], axis=1)
+    rhs = jnp.concatenate([precision[:latent_dim, latent_dim:], information[:latent_dim, None],
+                           jnp.eye(latent_dim, dtype=precision.dtype)], axis=1)
     solved = lapack_solve_triangular(factor, rhs, lower=True)
-    coupling, whitened = solved[:, :-1], solved[:, -1]
+    width = precision.shape[0] - latent_dim
+    coupling, whitened = solved[:, :width], solved[:, width]
     rest_precision = symmetrize(precision[latent_dim:, latent_dim:] - coupling.T @ coupling)
     rest_information = information[latent_dim:] - coupling.T @ whitened
-    return rest_precision, rest_information, _Eliminated(factor, coupling, whitened)
+    return rest_precision, rest_information, _Eliminated(solved[:, width + 1:], coupling,
+                                                         whitened)
 
 
 def _sample(noise, ys, variances, zs, Ab, Q, C, d, prior_variance, jitter):
@@ -110,10 +112,9 @@ def _sample(noise, ys, variances, zs, Ab, Q, C, d, prior_variance, jitter):
 
     (precision, information), eliminated = lax.scan(
         step, (precision, information),
-        (zs, emission_precision[nlags:], emission_information[nlags:]))
+        (zs, emission_precision[nlags:], emission_information[nlags:]), unroll=2)
 
-    # Every frame's draw is F⁻ᵀ (u - B x_r + ε) plus jitter noise; the triangular solves of
-    # all frames run at once, outside the sequential passes.
+    # Every frame's draw is F⁻ᵀ (u - B x_r + ε) plus jitter noise.
     jitter_scale = jnp.sqrt(jnp.asarray(jitter, ys.dtype))
     last_factor = linalg.cholesky(precision)
     last_mean = linalg.cholesky_solve(last_factor, information[:, None])[:, 0]
@@ -122,13 +123,11 @@ def _sample(noise, ys, variances, zs, Ab, Q, C, d, prior_variance, jitter):
     last = last + jitter_scale * noise[-nlags:, 1].reshape(window)
     if num_frames == nlags:
         return last.reshape(nlags, latent_dim)
-    solved = linalg.solve_triangular(
-        eliminated.factor,
-        jnp.concatenate([-eliminated.coupling,
-                         (eliminated.whitened_information + noise[:-nlags, 0])[..., None]], -1),
-        transpose=True,
-    )
-    gains, offsets = solved[..., :-1], solved[..., -1] + jitter_scale * noise[:-nlags, 1]
+    inverse_transposed = jnp.swapaxes(eliminated.inverse_factor, -1, -2)
+    gains = -inverse_transposed @ eliminated.coupling
+    offsets = jnp.einsum("tij,tj->ti", inverse_transposed,
+                         eliminated.whitened_information + noise[:-nlags, 0])
+    offsets = offsets + jitter_scale * noise[:-nlags, 1]
 
     def backward(later, inputs):
         gain, offset = inputs
