@@ -1,4 +1,5 @@
-"""Moments of the conjugate samplers against their closed forms, with draw-count tolerances.
+"""Moments of the conjugate samplers against their closed forms, with draw-count tolerances,
+and Kolmogorov–Smirnov tests of the gamma sampler against the exact law.
 
 Where the variance of a moment estimator is known in closed form the z-score uses it;
 otherwise `assert_mean_within_mc_error` estimates it from the draws.
@@ -8,9 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import special, stats
 
 from moseq.ops.distributions import (
+    _gamma_variates,
     sample_chi2,
+    sample_dirichlet,
     sample_gamma,
     sample_inv_gamma,
     sample_invwishart,
@@ -18,9 +22,10 @@ from moseq.ops.distributions import (
     sample_mniw,
     sample_scaled_inv_chi2,
 )
-from tests.helpers import assert_mean_within_mc_error
+from tests.helpers import assert_counts_follow, assert_mean_within_mc_error
 
 NUM_DRAWS = 100_000
+KS_DRAWS = 20_000
 
 
 def assert_z_below(estimate, truth, stderr, num_sigmas=5.0):
@@ -50,6 +55,74 @@ def test_gamma_uses_shape_and_rate_and_broadcasts():
     mean, var = a / b, a / b**2
     fourth = 3 * a * (a + 2) / b**4  # central fourth moment of Gamma(a, rate b)
     assert_scalar_moments(draws, mean, var, fourth)
+
+
+def log_gamma_draws(seed, a):
+    """float64 logs of Gamma(a, 1) draws, one per entry of `a`, from the samplers' core."""
+    key, a = jax.random.key(seed), np.asarray(a, dtype=float)
+    return np.asarray(_gamma_variates(key, a, jnp.float64, log=True))
+
+
+def log_gamma_cdf(t, a):
+    """P(log G <= t) for G ~ Gamma(a, 1), also where e^t underflows: there P(G <= x) is
+    x^a / Γ(a + 1) up to a relative error below x."""
+    t = np.asarray(t, dtype=float)
+    tail = np.exp(a * np.minimum(t, 0) - special.gammaln(a + 1))
+    return np.where(t < -700, tail, special.gammainc(a, np.exp(t)))
+
+
+@pytest.mark.parametrize("a", [1e-3, 0.3, 1.0, 2.5, 50.0])
+def test_log_gamma_variates_follow_the_law_of_log_gamma(a):
+    # At a = 1e-3 about half the variates are below e^-745, so the law is checked on the logs.
+    log_draws = log_gamma_draws(10, np.full(KS_DRAWS, a))
+    assert log_draws.dtype == np.float64 and np.all(np.isfinite(log_draws))
+    assert stats.kstest(log_draws, lambda t: log_gamma_cdf(t, a)).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("a", [0.3, 2.5])
+def test_float32_gamma_draws_follow_the_gamma_law(a):
+    draws = sample_gamma(jax.random.key(11), np.full(KS_DRAWS, a, np.float32), np.float32(1.0))
+    assert draws.dtype == jnp.float32
+    assert stats.kstest(np.asarray(draws, float), stats.gamma(a).cdf).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("a", [1e-3, 0.3, 1.0, 2.5, 50.0, 1e4])
+def test_log_gamma_variates_have_the_exact_log_moments(a):
+    """The cumulants of log G are the polygammas ψ⁽ⁿ⁻¹⁾(a), so mean and variance of the logs
+    are z-scored exactly: a wrong boost exponent or Marsaglia–Tsang constant fails here."""
+    log_draws = log_gamma_draws(12, np.full(NUM_DRAWS, a))
+    k2, k4 = special.polygamma(1, a), special.polygamma(3, a)
+    assert_scalar_moments(log_draws, special.digamma(a), k2, k4 + 3 * k2**2)
+
+
+def test_gamma_special_shapes_and_batching():
+    a = np.array([0.0, np.inf, -1.0, np.nan, 1e-300, 0.5])
+    log_draws = log_gamma_draws(13, a)
+    assert log_draws[0] == -np.inf and log_draws[1] == np.inf
+    assert np.all(np.isnan(log_draws[2:4])) and np.all(np.isfinite(log_draws[4:]))
+    # The same key gives the same proposals, so the variates formed directly are the exps.
+    np.testing.assert_allclose(sample_gamma(jax.random.key(13), a, 1.0), np.exp(log_draws))
+    assert log_gamma_draws(14, np.ones((0, 3))).shape == (0, 3)
+    # Under vmap each key's loop stops with its own last pending entry: same draws as one by one.
+    keys = jax.random.split(jax.random.key(15), 4)
+    shapes = np.array([[1e-2, 0.5, 1.0, 7.0]] * 50)
+    one_by_one = np.stack([sample_gamma(key, shapes, 2.0) for key in keys])
+    batched = jax.jit(jax.vmap(sample_gamma, in_axes=(0, None, None)))(keys, shapes, 2.0)
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "dtype, scale", [(np.float64, 1e-6), (np.float32, 1e-6), (np.float32, 1e-30)]
+)
+def test_dirichlet_with_tiny_concentrations_picks_vertices_in_proportion(dtype, scale):
+    """Dir(s w) with s → 0 puts its mass on one vertex, vertex k with probability w_k / Σ w:
+    rows stay finite and normalised, and the vertex counts follow w."""
+    weights = np.array([1.0, 2.0, 3.0, 4.0])
+    concentration = np.full((KS_DRAWS, 4), scale * weights, dtype)
+    draws = np.asarray(sample_dirichlet(jax.random.key(16), concentration))
+    assert draws.dtype == dtype and np.all(np.isfinite(draws)) and draws.min() > 0
+    np.testing.assert_allclose(draws.sum(-1), 1.0, rtol=1e-6)
+    assert_counts_follow(np.bincount(draws.argmax(-1), minlength=4), weights / weights.sum())
 
 
 def test_inverse_gamma_and_scaled_inverse_chi2():

@@ -26,10 +26,10 @@ def sample_dirichlet(
     draw stay finite (the row sums move by far less than rounding error).
     """
     concentration = jnp.asarray(concentration)
-    dtype = concentration.dtype if jnp.issubdtype(concentration.dtype, jnp.floating) else float
-    log_gammas = jax.random.loggamma(key, concentration, concentration.shape, dtype=dtype)
+    dtype = _float_dtype(concentration)
+    log_gammas = _gamma_variates(key, concentration, dtype, log=True)
     probabilities = jax.nn.softmax(log_gammas, axis=-1)
-    return jnp.maximum(probabilities, jnp.finfo(probabilities.dtype).tiny)
+    return jnp.maximum(probabilities, jnp.finfo(dtype).tiny)
 
 
 def _float_dtype(*arrays):
@@ -37,12 +37,86 @@ def _float_dtype(*arrays):
     return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
 
 
+def _gamma_variates(key: PRNGKeyArray, a: ArrayLike, dtype, log: bool) -> Array:
+    """Gamma(shape a, rate 1) draws, or their logs (`log=True`), one per entry of `a`.
+
+    Marsaglia & Tsang (2000): with d = a - 1/3 and y = x / sqrt(9d), x ~ N(0, 1), the proposal
+    d (1 + y)³ is accepted when log u < h = 3d (log(1 + y) - y + y²/2 - y³/3) <= 0, u ~ U(0, 1]
+    (h is x²/2 + d - d(1 + y)³ + 3d log(1 + y) with less cancellation). For a < 1,
+    Gamma(a) = Gamma(a + 1) U^(1/a), added in log space so that tiny a keep finite logs; U is
+    u e^-h of the accepted proposal, uniform and independent of x given acceptance. Variates
+    are formed directly, not as exp(log), so they keep the resolution of `dtype`.
+
+    Rounds of fresh bits serve a buffer of about n/16 entries (64 at least, n at most): each
+    entry in turn, then those still pending, until all are accepted (acceptance > 0.95 for
+    a >= 1). Each entry keeps its first accepted proposal, an exact draw. a = 0 gives 0
+    (log: -inf), a = inf gives inf, a < 0 and NaN give NaN.
+    """
+    a = jnp.asarray(a, dtype)
+    shape, a = a.shape, a.reshape(-1)
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):  # a raw uint32 key
+        key = jax.random.wrap_key_data(key)
+    buffer = min(a.size, max(-(-a.size // 16), 64))
+    first_pass = -(-a.size // max(buffer, 1))
+
+    def next_round(carry):
+        round_, key, draws, pending = carry
+        index = jax.lax.cond(
+            round_ < first_pass,
+            lambda: round_ * buffer + jnp.arange(buffer, dtype=jnp.int32),
+            lambda: jax.lax.top_k(pending.astype(jnp.float32), buffer)[1],  # pending first
+        )
+        a_i = a.at[index].get(mode="clip")
+        boosted = a_i < 1
+        d = jnp.where(boosted, a_i + 1, a_i) - 1 / 3
+        uniforms, key = _uniforms_and_key(key, (2, buffer), dtype)
+        # x = sqrt(2) erfinv(2 U - 1) ~ N(0, 1); U = 0 gives x = -inf, rejected below.
+        y = jax.lax.rsqrt(9 * d) * 2**0.5 * jax.lax.erf_inv(2 * uniforms[0] - 1)
+        positive = y > -1
+        y = jnp.where(positive, y, 0)
+        h = 3 * d * (jnp.log1p(y) - y * (1 - y * (1 / 2 - y / 3)))
+        log_u = jnp.log1p(-uniforms[1])
+        log_boost = jnp.where(boosted, (log_u - h) / a_i, 0)
+        if log:
+            draw = jnp.log(d) + 3 * jnp.log1p(y) + log_boost
+        else:
+            draw = d * (1 + y) ** 3 * jnp.exp(log_boost)
+        accepted = positive & (log_u < h) & pending.at[index].get(mode="fill", fill_value=False)
+        index = jnp.where(accepted, index, a.size)  # out of bounds: dropped
+        draws = draws.at[index].set(draw, mode="drop")
+        return round_ + 1, key, draws, pending.at[index].set(False, mode="drop")
+
+    valid = (a >= 0) & (a < jnp.inf)
+    draws = jnp.where(a == jnp.inf, jnp.inf, jnp.nan).astype(dtype)
+    carry = (jnp.int32(0), key, draws, valid)
+    carry = jax.lax.while_loop(lambda carry: jnp.any(carry[3]), next_round, carry)
+    return carry[2].reshape(shape)
+
+
+def _uniforms_and_key(key: PRNGKeyArray, shape: tuple[int, ...], dtype):
+    """U[0, 1) draws of `shape` on the grid 2^-p (p = significand bits of `dtype`) and the
+    next key, all from one call for random 32-bit words (a split, too, makes keys of words)."""
+    precision = jnp.finfo(dtype).nmant + 1
+    key_data = jax.random.key_data(key)
+    size = int(np.prod(shape))
+    words = jax.random.bits(key, (size * (1 + (precision > 32)) + key_data.size,), jnp.uint32)
+    next_key = jax.random.wrap_key_data(
+        words[-key_data.size :].reshape(key_data.shape), impl=jax.random.key_impl(key)
+    )
+    if precision <= 32:
+        grid = (words[:size] >> (32 - precision)).astype(dtype)
+    else:  # the top precision - 32 bits of one word, all 32 of the next
+        grid = (words[:size] >> (64 - precision)).astype(dtype) * 2**32
+        grid += words[size : 2 * size].astype(dtype)
+    return (grid * 2.0**-precision).reshape(shape), next_key
+
+
 def sample_gamma(key: PRNGKeyArray, a: ArrayLike, b: ArrayLike) -> Array:
     """Gamma(shape a, rate b) draws, broadcast over `a` and `b` (mean a / b)."""
     dtype = _float_dtype(a, b)
     a, b = jnp.asarray(a, dtype), jnp.asarray(b, dtype)
     shape = jnp.broadcast_shapes(a.shape, b.shape)
-    return jax.random.gamma(key, jnp.broadcast_to(a, shape), dtype=dtype) / b
+    return _gamma_variates(key, jnp.broadcast_to(a, shape), dtype, log=False) / b
 
 
 def sample_inv_gamma(key: PRNGKeyArray, a: ArrayLike, b: ArrayLike) -> Array:
@@ -63,7 +137,7 @@ def sample_chi2(key: PRNGKeyArray, degs: ArrayLike) -> Array:
     """χ²(degs) draws = 2 Gamma(degs/2, rate 1); `degs` need not be an integer."""
     dtype = _float_dtype(degs)
     degs = jnp.asarray(degs, dtype)
-    return 2.0 * jax.random.gamma(key, degs / 2, dtype=dtype)
+    return 2 * _gamma_variates(key, degs / 2, dtype, log=False)
 
 
 def sample_mn(
