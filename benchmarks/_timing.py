@@ -64,9 +64,10 @@ def optional_module(name: str):
 
 
 def moseq_sweep(model, data: dict, state: dict, key) -> tuple:
-    """`(sweep, xla_mb, padded, state)`: `sweep()` runs one sweep of `model` as
-    `GibbsScheduler.sweep` does (one compiled program per block, the model's frozen blocks
-    held) on the laid-out data, and `xla_mb` is the largest working memory of those programs."""
+    """`(sweep, xla_mb)`: `sweep()` runs one sweep of `model` as `GibbsScheduler.sweep` does
+    (one compiled program per block, the model's frozen blocks held) on the laid-out data;
+    `xla_mb()` compiles each block again for XLA's memory analysis (call it after measuring
+    peak memory) and returns the largest working memory of those programs, in MB."""
     from moseq.core import scheduler
 
     padded, state, _ = model._layout(data, state)
@@ -76,12 +77,14 @@ def moseq_sweep(model, data: dict, state: dict, key) -> tuple:
         return scheduler._resample_all(model, key, padded, state, frozen,
                                        scheduler._compiled_resample_block)
 
-    xla_mb = max(
-        xla_working_mb(jax.jit(functools.partial(scheduler._resample_block, block, mesh=None)),
-                       key, padded, state)
-        for block in model.blocks if block.name not in frozen
-    )
-    return sweep, xla_mb, padded, state
+    def xla_mb():
+        return max(
+            xla_working_mb(jax.jit(functools.partial(scheduler._resample_block, block,
+                                                     mesh=None)), key, padded, state)
+            for block in model.blocks if block.name not in frozen
+        )
+
+    return sweep, xla_mb
 
 
 def moseq_run_seconds(model, data: dict, state: dict, num_sweeps: int = 10) -> float:

@@ -87,6 +87,19 @@ def test_crt_table_counts_follow_exact_distribution(n, rho):
     assert_counts_follow(np.bincount(np.asarray(draws), minlength=n + 1), pmf)
 
 
+@pytest.mark.parametrize("n, rho, keep", [(6, 0.8, 0.3), (15, 4.0, 0.6)])
+def test_thinned_crt_table_counts_are_binomial_thinning(n, rho, keep):
+    """CRT(n, rho) with each table kept with probability `keep`: the exact pmf is the CRT pmf
+    mixed over Binomial(m, keep)."""
+    num_draws = 20_000
+    draws = sample_crt_table_counts(jax.random.key(n), jnp.full(num_draws, n),
+                                    jnp.full(num_draws, rho), keep=keep)
+    tables = crt_pmf(n, rho)
+    pmf = np.array([sum(tables[m] * math.comb(m, k) * keep**k * (1 - keep) ** (m - k)
+                        for m in range(k, n + 1)) for k in range(n + 1)])
+    assert_counts_follow(np.bincount(np.asarray(draws), minlength=n + 1), pmf)
+
+
 def test_crt_mixed_cells_across_many_chunks():
     """Cells of very different sizes laid end to end keep their own exact means."""
     counts = np.array([[0, 3, 5000], [40, 1, 0]])

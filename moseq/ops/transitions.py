@@ -51,18 +51,22 @@ def sample_crt_table_counts(
     customer_counts: Int[Array, ...],
     concentrations: Float[Array, ...],
     customers_per_chunk: int = CUSTOMERS_PER_CHUNK,
+    keep: Float[Array, ...] | float = 1.0,
 ) -> Int[Array, ...]:
     """Exact Chinese-restaurant table counts, m ~ CRT(n, rho), elementwise.
 
     m is the number of tables that n customers open in a Chinese restaurant with concentration
-    rho: a sum of independent Bernoulli(rho / (rho + c)) for c = 0..n-1. All customers of all
-    cells are laid end to end and drawn `customers_per_chunk` at a time in a `while_loop`, so
-    the cost is O(sum n) with no host round trip and no bound on any n.
+    rho: a sum of independent Bernoulli(rho / (rho + c)) for c = 0..n-1. With `keep` < 1 each
+    table is kept independently with that probability (Binomial(m, keep) thinning), drawn in
+    the same pass as Bernoulli(keep rho / (rho + c)). All customers of all cells are laid end
+    to end and drawn `customers_per_chunk` at a time in a `while_loop`, so the cost is
+    O(sum n) with no host round trip and no bound on any n.
     """
     customer_counts = jnp.asarray(customer_counts)
     concentrations = jnp.broadcast_to(concentrations, customer_counts.shape)
     counts = jnp.round(customer_counts).astype(jnp.result_type(int)).ravel()
     rho = concentrations.ravel()
+    kept_rho = (rho * jnp.broadcast_to(keep, customer_counts.shape).ravel()).astype(rho.dtype)
     ends = jnp.cumsum(counts)
     starts = ends - counts
     total = ends[-1]
@@ -78,7 +82,7 @@ def sample_crt_table_counts(
         cell = jnp.minimum(jnp.searchsorted(ends, customer, side="right"), counts.size - 1)
         seated_before = (customer - starts[cell]).astype(rho.dtype)
         uniforms = jax.random.uniform(jax.random.fold_in(seed, chunk), customer.shape, rho.dtype)
-        new_table = (uniforms * (rho[cell] + seated_before) < rho[cell]) & (customer < total)
+        new_table = (uniforms * (rho[cell] + seated_before) < kept_rho[cell]) & (customer < total)
         return chunk + 1, tables.at[cell].add(new_table.astype(tables.dtype))
 
     _, tables = jax.lax.while_loop(
@@ -117,15 +121,14 @@ def sample_betas(
     transition_counts, betas = jnp.asarray(transition_counts), jnp.asarray(betas)
     _check_hdp_args(transition_counts, betas, alpha, kappa, gamma)
     num_states = betas.shape[0]
-    table_key, override_key, dirichlet_key = jax.random.split(seed, 3)
+    table_key, dirichlet_key = jax.random.split(seed)
     shared_mass = alpha * betas
     concentrations = shared_mass[None, :] + kappa * jnp.eye(num_states, dtype=betas.dtype)
-    tables = sample_crt_table_counts(table_key, transition_counts, concentrations)
-    diagonal = jnp.diagonal(tables).astype(betas.dtype)
-    kept_diagonal = jax.random.binomial(
-        override_key, diagonal, shared_mass / (shared_mass + kappa), dtype=betas.dtype
-    )
-    dish_counts = jnp.sum(tables, axis=0).astype(betas.dtype) - diagonal + kept_diagonal
+    # A diagonal table is kept for the dish (not overridden by stickiness) with probability
+    # alpha beta_k / (alpha beta_k + kappa).
+    keep = jnp.where(jnp.eye(num_states, dtype=bool), shared_mass / (shared_mass + kappa), 1.0)
+    tables = sample_crt_table_counts(table_key, transition_counts, concentrations, keep=keep)
+    dish_counts = jnp.sum(tables, axis=0).astype(betas.dtype)
     return sample_dirichlet(dirichlet_key, gamma / num_states + dish_counts)
 
 
