@@ -68,20 +68,21 @@ def moseq_sweep(model, data: dict, state: dict, key) -> tuple:
     (one compiled program per block, the model's frozen blocks held) on the laid-out data;
     `xla_mb()` compiles each block again for XLA's memory analysis (call it after measuring
     peak memory) and returns the largest working memory of those programs, in MB."""
-    from moseq.core import scheduler
+    from moseq.core import gibbs, scheduler
 
     padded, state, _ = model._layout(data, state)
     frozen = model._check_frozen(None)
+    blocks = model.bound_blocks
 
     def sweep():
-        return scheduler._resample_all(model, key, padded, state, frozen,
-                                       scheduler._compiled_resample_block)
+        return gibbs.sweep(blocks, key, padded, state, frozen,
+                           step=scheduler._compiled_resample_block)
 
     def xla_mb():
         return max(
-            xla_working_mb(jax.jit(functools.partial(scheduler._resample_block, block,
-                                                     mesh=None)), key, padded, state)
-            for block in model.blocks if block.name not in frozen
+            xla_working_mb(jax.jit(functools.partial(gibbs.resample_block, block)), key,
+                           padded, state)
+            for block in blocks if block.name not in frozen
         )
 
     return sweep, xla_mb

@@ -194,6 +194,8 @@ def test_no_key_is_reused():
 
 def test_nan_is_reported_with_sweep_and_block_and_last_good_state_kept():
     class Explodes(StickyDirTransitions):
+        reads: ClassVar = ("z", "mask", "poison")
+
         def resample(self, key, data, state):
             new = super().resample(key, data, state)
             return {"pi": jnp.where(state["poison"] > 0, jnp.nan, new["pi"])}

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from moseq.core import scheduler as scheduler_module
+from moseq.core import gibbs
 from moseq.core.reduce import recording_mesh
 from moseq.models import arhmm
 
@@ -52,8 +52,8 @@ def test_sharded_sweep_reduces_across_devices_instead_of_gathering(data):
     state = model.init(0, data)
     padded, padded_state, _ = model._layout(data, state)
     assert len(padded["x"].sharding.device_set) == 8
-    sweep = jax.jit(lambda key, data, state: scheduler_module._resample_all(
-        model, key, data, state, ()))
+    sweep = jax.jit(lambda key, data, state: gibbs.sweep(
+        model.bound_blocks, key, data, state, mesh=model.mesh))
     with recording_mesh(model.mesh):
         compiled = sweep.lower(jax.random.key(0), padded, padded_state).compile().as_text()
     collectives = [line.split("=", 1)[1].strip() for line in compiled.splitlines()

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from moseq.blocks.ar import ARDynamics
 from moseq.blocks.providers import GaussianEmissions
-from moseq.core.block import GibbsBlock, recording_keys, recording_span
+from moseq.core.block import GibbsBlock, Provider, recording_keys, recording_span
 from moseq.ops._checks import check_positive
 from moseq.ops.ar_latents import sample_ar_latents
 from moseq.ops.kalman import ar_to_lds_dynamics, ar_to_lds_emissions, kalman_sample
@@ -44,9 +44,9 @@ class KalmanLatents(GibbsBlock):
     per_recording: ClassVar = ("x",)
 
     def __check_init__(self):
-        if not isinstance(self.dynamics, ARDynamics):
+        if not isinstance(self.dynamics, ARDynamics | Provider):
             raise TypeError(f"`dynamics` must be an ARDynamics block; got {self.dynamics!r}.")
-        if not isinstance(self.emissions, GaussianEmissions):
+        if not isinstance(self.emissions, GaussianEmissions | Provider):
             raise TypeError("`emissions` must be a GaussianEmissions block (it provides "
                             f"`emission_terms`); got {self.emissions!r}.")
         check_positive("jitter", self.jitter, allow_zero=True)
@@ -59,9 +59,6 @@ class KalmanLatents(GibbsBlock):
     @property
     def init_reads(self) -> tuple[str, ...]:
         return self.emissions.init_reads + self.emissions.writes
-
-    def dependencies(self):
-        return (self.dynamics, self.emissions)
 
     def init(self, key, data, state):
         return {"x": self.emissions.initial_latents(data, state)}

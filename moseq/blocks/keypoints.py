@@ -241,9 +241,6 @@ class _PoseBlock(GibbsBlock):
 
     observations: KeypointObservations
 
-    def dependencies(self):
-        return (self.observations,)
-
 
 class KeypointHeading(_PoseBlock):
     """Heading `h` (N, T): uniform prior per frame; exact conditional von Mises with natural
@@ -365,7 +362,7 @@ class KeypointNoiseScales(_PoseBlock):
     writes: ClassVar = ("s",)
     reads: ClassVar = ("Y", "conf", "mask", "x", "v", "h", "Cd", "sigmasq")
     init_reads: ClassVar = ("Y", "conf", "mask", "x", "v", "h", "Cd", "sigmasq")
-    prior_reads: ClassVar = ("mask", "sigmasq")
+    prior_reads: ClassVar = ("mask", "sigmasq", "conf")
     per_recording: ClassVar = ("s",)
 
     def __check_init__(self):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from moseq.blocks.providers import StateLikelihoods
-from moseq.core.block import Data, GibbsBlock, State, recording_keys, recording_span
+from moseq.core.block import Data, GibbsBlock, Provider, State, recording_keys, recording_span
 from moseq.ops.hmm import (
     hmm_marginals,
     markov_chain_log_prob,
@@ -35,7 +35,7 @@ class HMMStates(GibbsBlock):
     per_recording: ClassVar = ("z",)
 
     def __check_init__(self):
-        if not isinstance(self.likelihood, StateLikelihoods):
+        if not isinstance(self.likelihood, StateLikelihoods | Provider):
             raise TypeError(
                 "`likelihood` must be a block that provides state log-likelihoods "
                 f"(a StateLikelihoods subclass such as ARDynamics); got {self.likelihood!r}."
@@ -48,9 +48,6 @@ class HMMStates(GibbsBlock):
     @property
     def init_reads(self) -> tuple[str, ...]:
         return ("pi", *self.likelihood.writes, *self.likelihood.reads)
-
-    def dependencies(self):
-        return (self.likelihood,)
 
     def resample(self, key, data, state):
         log_likelihoods = self.likelihood.state_log_likelihoods(data, state)  # (T', N, K)

@@ -1,21 +1,21 @@
 """GibbsScheduler: chain blocks into sweeps and run them on a mesh.
 
-Compilation is per block: `init`, `sweep`, `run` and `log_joint` call one compiled program
-per block (and per summary) instead of compiling the whole sweep as one program. XLA's
-compile-time memory grows with the size of a program, so this bounds the peak memory of a
-fit by its largest block instead of the sum of all of them (about half, for the
-keypoint-SLDS), at the cost of a few dispatches per sweep. A block's program depends only on
-the block (its arrays are traced, the rest is static), so models sharing a block share its
-compilation. `_resample_all` and `_init_state` with their default steps are the same sweep
-and init traced as one function, for callers that compile whole chains (`moseq.testing`).
+The scheduler wraps the functional core (`moseq.core.gibbs`) with the data layout (prepare,
+validate, pad and shard the recordings), compilation and error reporting. Compilation is per
+block: `init`, `sweep`, `run` and `log_joint` call one compiled program per block (and per
+summary) instead of compiling the whole sweep as one program. XLA's compile-time memory grows
+with the size of a program, so this bounds the peak memory of a fit by its largest block
+instead of the sum of all of them (about half, for the keypoint-SLDS), at the cost of a few
+dispatches per sweep. A block's program depends only on the block (its arrays are traced,
+the rest is static: `eqx.filter_jit`), so models sharing a block share its compilation.
 """
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -24,9 +24,9 @@ import numpy as np
 from jax.sharding import Mesh
 from jaxtyping import Array, Float
 
-from moseq.core import sharding
+from moseq.core import gibbs, sharding
 from moseq.core.block import RECORDING_INDEX, Data, GibbsBlock, State
-from moseq.core.plan import init_order, validate_plan
+from moseq.core.plan import bind_plan, init_order, refer, validate_plan
 from moseq.core.reduce import recording_mesh
 
 Summary = Callable[[Data, State], Array]
@@ -54,12 +54,6 @@ def as_key(key):
     raise ValueError(f"`key` must be a jax.random key or an int seed; got {key!r}.")
 
 
-def _nonfinite(updates: State) -> Array:
-    flags = [~jnp.all(jnp.isfinite(v)) for v in updates.values()
-             if jnp.issubdtype(jnp.result_type(v), jnp.inexact)]
-    return jnp.any(jnp.stack(flags)) if flags else jnp.zeros((), bool)
-
-
 class GibbsScheduler(eqx.Module):
     """A blocked Gibbs sampler: a validated list of blocks, resampled in order each sweep.
 
@@ -75,6 +69,10 @@ class GibbsScheduler(eqx.Module):
     The state is a dict of arrays; `init`, `sweep` and `run` take and return it without
     changing their inputs. One sweep splits its key into one key per block; per-recording
     draws fold in each recording's global index, so a seed gives the same chain on any mesh.
+
+    `blocks` holds each block once, its provider fields replaced by `Provider` references
+    (an `eqx.tree_at` on a block reaches every block that uses it); `block(name)` and
+    `bound_blocks` give blocks with their providers attached.
     """
 
     blocks: tuple[GibbsBlock, ...]
@@ -84,12 +82,13 @@ class GibbsScheduler(eqx.Module):
 
     def __init__(self, blocks: Sequence[GibbsBlock], data_keys: Sequence[str] = ("mask",),
                  mesh: Mesh | None = None, frozen: Sequence[str] = ()):
-        self.blocks = tuple(blocks)
+        bound = bind_plan(blocks)
         self.data_keys = tuple(data_keys)
+        owners = validate_plan(bound, self.data_keys)
+        init_order(bound, owners)
+        init_order(bound, owners, "prior_reads")
+        self.blocks = tuple(refer(block) for block in bound)
         self.mesh = sharding.automatic_mesh(mesh)
-        writers = validate_plan(self.blocks, self.data_keys)
-        init_order(self.blocks, writers)
-        init_order(self.blocks, writers, "prior_reads")
         self.frozen = self._check_frozen(frozen)
 
     # ---- plan ---------------------------------------------------------------------------
@@ -98,9 +97,14 @@ class GibbsScheduler(eqx.Module):
     def block_names(self) -> tuple[str, ...]:
         return tuple(block.name for block in self.blocks)
 
+    @property
+    def bound_blocks(self) -> tuple[GibbsBlock, ...]:
+        """The blocks in sweep order, each with the plan's providers attached."""
+        return bind_plan(self.blocks)
+
     def block(self, name: str) -> GibbsBlock:
-        """The block called `name`."""
-        for block in self.blocks:
+        """The block called `name`, with its providers attached."""
+        for block in self.bound_blocks:
             if block.name == name:
                 return block
         raise KeyError(f"no block named {name!r}; the plan has {self.block_names}.")
@@ -126,7 +130,7 @@ class GibbsScheduler(eqx.Module):
     def prepare_data(self, data: Mapping[str, Array]) -> dict:
         """The data after every block's `prepare_data` (gap filling, optional arrays)."""
         data = dict(data)
-        for block in self.blocks:
+        for block in self.bound_blocks:
             data = block.prepare_data(data)
         return data
 
@@ -159,11 +163,22 @@ class GibbsScheduler(eqx.Module):
                         f"unmasked frames (first: recording {n}, frame {t}); set mask 0 there "
                         "or interpolate them."
                     )
-        for block in self.blocks:
+        for block in self.bound_blocks:
             block.check_data(data)
         return num_recordings
 
-    def _layout(self, data: Mapping[str, Array], state: State | None):
+    def prepare(self, data: Mapping[str, Array] | PreparedData) -> PreparedData:
+        """The data laid out once for this scheduler: every block's `prepare_data`, the
+        checks of `check_data`, padding to the mesh and placement on it. Pass the result to
+        `init`, `sweep`, `run` or `log_joint` to skip that work on repeated calls."""
+        if isinstance(data, PreparedData):
+            size = sharding.padded_size(data.num_recordings, self.mesh)
+            expected = {*self.data_keys, RECORDING_INDEX}
+            if set(data.arrays) != expected or len(data.arrays["mask"]) != size:
+                raise ValueError("`data` was prepared for another model or mesh (it holds "
+                                 f"{sorted(data.arrays)} for {len(data.arrays['mask'])} rows); "
+                                 "prepare it with this scheduler's `prepare`.")
+            return data
         data = self.prepare_data(data)
         num_recordings = self._validate(data)
         size = sharding.padded_size(num_recordings, self.mesh)
@@ -171,8 +186,12 @@ class GibbsScheduler(eqx.Module):
         if size > num_recordings:
             padded["mask"] = padded["mask"].at[num_recordings:].set(0)
         padded[RECORDING_INDEX] = jnp.arange(size)
-        data_names = set(padded)
-        padded = sharding.place(padded, data_names, self.mesh)
+        return PreparedData(sharding.place(padded, set(padded), self.mesh), num_recordings)
+
+    def _layout(self, data: Mapping[str, Array] | PreparedData, state: State | None):
+        prepared = self.prepare(data)
+        padded, num_recordings = prepared.arrays, prepared.num_recordings
+        size = len(padded["mask"])
         if state is not None:
             per_recording = self.per_recording
             state = {k: sharding.pad_recordings(jnp.asarray(v), size) if k in per_recording
@@ -182,7 +201,8 @@ class GibbsScheduler(eqx.Module):
 
     # ---- init, sweep, log joint ----------------------------------------------------------
 
-    def init(self, key, data: Mapping[str, Array], given: State | None = None) -> State:
+    def init(self, key, data: Mapping[str, Array] | PreparedData,
+             given: State | None = None) -> State:
         """Initial state: every block's `init`, ordered so each runs after what it reads.
 
         `given` holds values of some blocks' variables (e.g. the parameters of a fitted model,
@@ -190,7 +210,8 @@ class GibbsScheduler(eqx.Module):
         """
         padded, given, num_recordings = self._layout(data, self._check_given(given))
         with recording_mesh(self.mesh):
-            state = _init_state(self, as_key(key), padded, given, _compiled_init_block)
+            state = gibbs.init_state(self.bound_blocks, as_key(key), padded, given,
+                                     mesh=self.mesh, step=_compiled_init_block)
         return sharding.unpad(state, self.per_recording, num_recordings)
 
     def _check_given(self, given: State | None) -> State:
@@ -206,15 +227,16 @@ class GibbsScheduler(eqx.Module):
             raise ValueError(f"`given` names {sorted(unknown)}, which no block writes.")
         return given
 
-    def sweep(self, key, data: Mapping[str, Array], state: State,
+    def sweep(self, key, data: Mapping[str, Array] | PreparedData, state: State,
               frozen: Sequence[str] | None = None) -> State:
         """One pass over the blocks (those in `frozen`, by default the scheduler's own
         `frozen`, are held fixed), compiled once."""
         frozen = self._check_frozen(frozen)
         padded, state, num_recordings = self._layout(data, dict(state))
         with recording_mesh(self.mesh):
-            new_state, nonfinite = _resample_all(self, as_key(key), padded, state, frozen,
-                                                 _compiled_resample_block)
+            new_state, nonfinite = gibbs.sweep(self.bound_blocks, as_key(key), padded, state,
+                                               frozen, mesh=self.mesh,
+                                               step=_compiled_resample_block)
         if bool(jnp.any(nonfinite)):
             block = self.block_names[int(jnp.argmax(nonfinite))]
             raise NumericalFailure(f"{block} produced a NaN or infinite value in this sweep.",
@@ -226,8 +248,8 @@ class GibbsScheduler(eqx.Module):
         shapes (its mask, and any data a prior needs). Blocks whose variables are in `given`
         keep those values."""
         given = {k: jnp.asarray(v) for k, v in self._check_given(given).items()}
-        return _sample_prior(self, as_key(key), {k: jnp.asarray(v) for k, v in data.items()},
-                             given)
+        return _compiled_sample_prior(self.bound_blocks, as_key(key),
+                                      {k: jnp.asarray(v) for k, v in data.items()}, given)
 
     def simulate(self, key, data: Mapping[str, Array] | int, num_frames: int | None = None, *,
                  given: State | None = None) -> tuple[dict, State]:
@@ -241,20 +263,20 @@ class GibbsScheduler(eqx.Module):
             data = {"mask": jnp.ones((int(data), int(num_frames)))}
         prior_key, data_key = jax.random.split(as_key(key))
         state = self.sample_prior(prior_key, data, given)
-        return _sample_data(self, data_key, state, dict(data)), state
+        return _compiled_sample_data(self.bound_blocks, data_key, state, dict(data)), state
 
-    def log_joint(self, data: Mapping[str, Array], state: State) -> Float[Array, ""]:
+    def log_joint(self, data: Mapping[str, Array] | PreparedData, state: State) -> Float[Array, ""]:
         """log p(data, state): the sum of every block's `log_prob`."""
         padded, state, _ = self._layout(data, dict(state))
         with recording_mesh(self.mesh):
-            return _log_joint_terms(self, padded, state, _compiled_log_prob)
+            return gibbs.log_joint(self.bound_blocks, padded, state, step=_compiled_log_prob)
 
     # ---- run -----------------------------------------------------------------------------
 
     def run(
         self,
         key,
-        data: Mapping[str, Array],
+        data: Mapping[str, Array] | PreparedData,
         state: State,
         num_sweeps: int,
         *,
@@ -280,14 +302,15 @@ class GibbsScheduler(eqx.Module):
         summaries = tuple(sorted(dict(summaries or {}).items()))
         key = as_key(key)
         padded, state, num_recordings = self._layout(data, dict(state))
+        blocks = self.bound_blocks
         records: list[dict] = []
         started = time.perf_counter()
         for done in range(num_sweeps):
             sweep_number = start_sweep + done
             with recording_mesh(self.mesh):
-                new_state, nonfinite = _resample_all(
-                    self, jax.random.fold_in(key, sweep_number), padded, state, frozen,
-                    _compiled_resample_block)
+                new_state, nonfinite = gibbs.sweep(
+                    blocks, jax.random.fold_in(key, sweep_number), padded, state, frozen,
+                    mesh=self.mesh, step=_compiled_resample_block)
                 nonfinite = np.asarray(nonfinite)
                 if nonfinite.any():
                     raise NumericalFailure(
@@ -299,7 +322,8 @@ class GibbsScheduler(eqx.Module):
                     )
                 state = new_state
                 records.append({
-                    "log_joint": _log_joint_terms(self, padded, state, _compiled_log_prob),
+                    "log_joint": gibbs.log_joint(blocks, padded, state,
+                                                 step=_compiled_log_prob),
                     **{name: _compiled_summary(fn, padded, state) for name, fn in summaries},
                 })
             if (done + 1) % chunk_size and done + 1 < num_sweeps:
@@ -316,6 +340,20 @@ class GibbsScheduler(eqx.Module):
         return sharding.unpad(state, self.per_recording, num_recordings), _trace(records)
 
 
+class PreparedData(NamedTuple):
+    """Data laid out for a scheduler (`GibbsScheduler.prepare`): prepared by the blocks,
+    validated, padded to the mesh and placed on it. `init`, `sweep`, `run` and `log_joint`
+    accept it in place of a data dict and then skip that work.
+
+    Attributes:
+        arrays: the data arrays, each `(N_padded, ...)`, plus the recording index.
+        num_recordings: N, the real recordings (the rest is padding).
+    """
+
+    arrays: dict
+    num_recordings: int
+
+
 def _trace(records: list[dict]) -> dict[str, np.ndarray]:
     """Per-sweep records stacked into arrays (sweep axis first)."""
     if not records:
@@ -323,113 +361,9 @@ def _trace(records: list[dict]) -> dict[str, np.ndarray]:
     return {k: np.stack([np.asarray(r[k]) for r in records]) for k in records[0]}
 
 
-def _declared(block: GibbsBlock, method: str, updates: State) -> State:
-    """Refuse (at trace time) a block method that returns variables it does not declare."""
-    unexpected = set(updates) - set(block.writes)
-    if unexpected:
-        raise ValueError(f"{block.name}.{method} returned {sorted(unexpected)}, which it does "
-                         f"not declare in `writes` {block.writes}.")
-    return updates
-
-
-def _resample_block(block: GibbsBlock, key, data, state, *, mesh: Mesh | None):
-    """A block's draw in a sweep and whether it holds a NaN or inf."""
-    updates = _declared(block, "resample", block.resample(key, data, state))
-    updates = sharding.constrain(updates, set(block.per_recording), mesh)
-    return updates, _nonfinite(updates)
-
-
-def _resample_all(scheduler: GibbsScheduler, key, data, state, frozen, step=_resample_block):
-    """One sweep: every unfrozen block in order, each with its own child of `key`, through
-    `step` (`_resample_block` or its compiled form); returns the state and each block's NaN
-    flag."""
-    keys = jax.random.split(key, len(scheduler.blocks))
-    flags = []
-    for block, block_key in zip(scheduler.blocks, keys, strict=True):
-        if block.name in frozen:
-            flags.append(jnp.zeros((), bool))
-            continue
-        updates, nonfinite = step(block, block_key, data, state, mesh=scheduler.mesh)
-        flags.append(nonfinite)
-        state = {**state, **updates}
-    return state, jnp.stack(flags)
-
-
-def _compile(fn, static_argnames: tuple[str, ...] = ()):
-    """`jax.jit` of `fn(module, ...)` with the module's (a scheduler's or a block's) arrays
-    traced and the rest of it (types, hyperparameters, mesh) static, plus `static_argnames`."""
-
-    @functools.partial(jax.jit, static_argnames=("static", *static_argnames))
-    def compiled(params, *args, static, **kwargs):
-        return fn(eqx.combine(params, static), *args, **kwargs)
-
-    @functools.wraps(fn)
-    def call(module, *args, **kwargs):
-        params, static = eqx.partition(module, eqx.is_array)
-        return compiled(params, *args, static=static, **kwargs)
-
-    return call
-
-
-def _in_order(scheduler: GibbsScheduler, key, reads: str, given: State | None, draw):
-    """Run `draw(block, key, state)` for every block in dependency order (by `reads`), one
-    key per block; blocks whose variables are all `given` keep those values."""
-    given = given or {}
-    writers = validate_plan(scheduler.blocks, scheduler.data_keys)
-    keys = dict(zip(scheduler.block_names, jax.random.split(key, len(scheduler.blocks)),
-                    strict=True))
-    state: State = {}
-    for block in init_order(scheduler.blocks, writers, reads):
-        if block.writes and all(v in given for v in block.writes):
-            updates = {v: given[v] for v in block.writes}
-        else:
-            updates = draw(block, keys[block.name], state)
-        state = {**state, **updates}
-    return state
-
-
-def _init_block(block: GibbsBlock, key, data, state, *, mesh: Mesh | None) -> State:
-    updates = _declared(block, "init", block.init(key, data, state))
-    return sharding.constrain(updates, set(block.per_recording), mesh)
-
-
-def _init_state(scheduler: GibbsScheduler, key, data, given=None, step=_init_block) -> State:
-    """Every block's `init` in dependency order through `step` (`_init_block` or its
-    compiled form), keeping the variables in `given`."""
-    return _in_order(scheduler, key, "init_reads", given, lambda block, key, state: step(
-        block, key, data, state, mesh=scheduler.mesh))
-
-
-def _prior_draws(scheduler: GibbsScheduler, key, data, given=None) -> State:
-    return _in_order(scheduler, key, "prior_reads", given, lambda block, key, state: _declared(
-        block, "sample_prior", block.sample_prior(key, {**data, **state})))
-
-
-def _data_draws(scheduler: GibbsScheduler, key, state, data) -> dict:
-    keys = jax.random.split(key, len(scheduler.blocks))
-    for block, block_key in zip(scheduler.blocks, keys, strict=True):
-        simulated = block.sample_data(block_key, {**data, **state})
-        # A block may simulate a variable that is latent in this model (x in an SLDS).
-        data = {**data, **{k: v for k, v in simulated.items() if k in scheduler.data_keys}}
-    return data
-
-
-def _log_prob(block: GibbsBlock, data, state):
-    return block.log_prob(data, state)
-
-
-def _log_joint_terms(scheduler: GibbsScheduler, data, state, step=_log_prob):
-    """log p(data, state): the sum of every block's `log_prob` through `step`."""
-    return sum(step(block, data, state) for block in scheduler.blocks)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _compiled_summary(fn: Summary, data, state):
-    return fn(data, state)
-
-
-_compiled_resample_block = _compile(_resample_block, ("mesh",))
-_compiled_init_block = _compile(_init_block, ("mesh",))
-_compiled_log_prob = _compile(_log_prob)
-_sample_prior = _compile(_prior_draws)
-_sample_data = _compile(_data_draws)
+_compiled_resample_block = eqx.filter_jit(gibbs.resample_block)
+_compiled_init_block = eqx.filter_jit(gibbs.init_block)
+_compiled_log_prob = eqx.filter_jit(gibbs.block_log_prob)
+_compiled_summary = eqx.filter_jit(lambda fn, data, state: fn(data, state))
+_compiled_sample_prior = eqx.filter_jit(gibbs.sample_prior)
+_compiled_sample_data = eqx.filter_jit(gibbs.sample_data)

@@ -154,7 +154,7 @@ def fit_staged(model: GibbsScheduler, key, data: Mapping[str, Array], *, ar_swee
 
 
 def _states_block(model: GibbsScheduler) -> HMMStates:
-    for block in model.blocks:
+    for block in model.bound_blocks:
         if isinstance(block, HMMStates):
             return block
     raise ValueError(f"`model` has no HMMStates block (blocks: {model.block_names}).")

@@ -23,18 +23,12 @@ whole model once and then run thousands of sweeps in a second. `notebooks/custom
 walks through it.
 """
 
+from moseq.testing import joint
 from moseq.testing.contract import ContractError, check_block
-from moseq.testing.geweke import (
-    LOG_JOINT,
-    GewekeReport,
-    GewekeRow,
-    default_test_functions,
-    effective_sample_size,
-    geweke_test,
-    joint_draw,
-    multiple_comparison,
-)
+from moseq.testing.geweke import GewekeReport, GewekeRow, effective_sample_size, geweke_test
+from moseq.testing.joint import LOG_JOINT, default_test_functions, joint_draw
 from moseq.testing.sbc import SBCReport, SBCRow, rank_uniformity, sbc
+from moseq.testing.verdict import Verdict, multiple_comparison
 
 __all__ = [
     "LOG_JOINT",
@@ -43,10 +37,12 @@ __all__ = [
     "GewekeRow",
     "SBCReport",
     "SBCRow",
+    "Verdict",
     "check_block",
     "default_test_functions",
     "effective_sample_size",
     "geweke_test",
+    "joint",
     "joint_draw",
     "multiple_comparison",
     "rank_uniformity",

@@ -1,10 +1,12 @@
 """`check_block`: does a Gibbs block keep the `GibbsBlock` contract?
 
-The checks are mechanical (they do not test the maths; `geweke_test` and `sbc` do):
+The checks are mechanical (they do not test the maths; `geweke_test` and `sbc` do), one
+helper per property:
 
 * `init`, `resample` and `sample_prior` return a dict of exactly the declared `writes`, with
   the shapes and dtypes of the current state (so a sweep can run in `lax.scan`), and read
-  only what they declare (`reads` plus the providers' variables, `init_reads`, `prior_reads`);
+  only what they declare (each method is given its declared inputs, as the scheduler gives
+  them: `moseq.core.declared_inputs`);
 * no input dict is changed;
 * no key is used twice (`jax.debug_key_reuse`), and no key is shared by the recordings or by
   the entries along the leading axis of a draw (identical slices in every draw);
@@ -27,11 +29,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from moseq.core.block import RECORDING_INDEX, GibbsBlock
-from moseq.core.scheduler import GibbsScheduler, _resample_all, as_key
-from moseq.testing.geweke import COMPILER_OPTIONS, GewekeReport, geweke_test
+from moseq.core import gibbs
+from moseq.core.block import RECORDING_INDEX, GibbsBlock, Provider
+from moseq.core.gibbs import UndeclaredRead
+from moseq.core.scheduler import GibbsScheduler, as_key
+from moseq.testing.geweke import GewekeReport, geweke_test
+from moseq.testing.joint import COMPILER_OPTIONS
 
 __all__ = ["ContractError", "check_block"]
+
+DRAWS = ("resample", "sample_prior", "init")
+"""The methods that draw the block's variables."""
 
 
 class ContractError(AssertionError):
@@ -44,23 +52,6 @@ def _fail(block: GibbsBlock, prop: str, detail: str):
 
 def _spec(value) -> tuple[tuple[int, ...], Any]:
     return tuple(np.shape(value)), jnp.result_type(value)
-
-
-def _allowed_reads(block: GibbsBlock) -> set[str]:
-    allowed = set(block.reads) | set(block.writes)
-    pending = list(block.dependencies())
-    while pending:
-        provider = pending.pop()
-        allowed |= set(provider.reads) | set(provider.writes)
-        pending.extend(provider.dependencies())
-    return allowed
-
-
-def _per_recording_names(block: GibbsBlock) -> set[str]:
-    names = set(block.per_recording)
-    for provider in block.dependencies():
-        names |= set(provider.per_recording)
-    return names
 
 
 class _Snapshot:
@@ -81,36 +72,61 @@ class _Snapshot:
         return None
 
 
-def _call(block, method, fn, inputs: dict[str, Mapping], key, *, declared=None):
-    """Trace `fn(key)` (shapes only, under key-reuse checking); check the returned dict and
-    that `inputs` are unchanged. `KeyError`s are reported as undeclared reads."""
-    snapshots = {name: _Snapshot(tree) for name, tree in inputs.items()}
+# ---- 1. traced once: declarations, purity, keys -------------------------------------------
+
+
+def _check_traced(block: GibbsBlock, method: str, data, state, key):
+    """Trace `method` once (shapes only, with key-reuse checking) on its declared inputs:
+    it must read only what it declares, reuse no key, trace under jit, leave its inputs
+    unchanged and return exactly the declared writes (a scalar for `log_prob`)."""
+    args = gibbs.method_inputs(block, method, key, data, state)
+    snapshots = [(i, _Snapshot(a)) for i, a in enumerate(args) if isinstance(a, Mapping)]
     try:
         with jax.debug_key_reuse(True):
-            out = jax.eval_shape(fn, key)
-    except KeyError as error:
-        _fail(block, f"{method} reads an undeclared variable",
-              f"it looked up {error.args[0]!r}, which is not in its declared reads "
-              f"({declared}); add it to the class attribute.")
+            out = jax.eval_shape(lambda: gibbs.invoke(block, method, args, data, state))
+    except UndeclaredRead as error:
+        _fail(block, f"{method} reads an undeclared variable", str(error))
     except jax.errors.KeyReuseError as error:
         _fail(block, f"{method} reuses a random key",
               f"{str(error).splitlines()[0]} Split the key (jax.random.split) and use each "
               "child once.")
     except Exception as error:  # noqa: BLE001 - any failure to trace is the finding
+        if isinstance(error, ValueError) and "does not declare in `writes`" in str(error):
+            _fail(block, f"{method} must return exactly the declared writes", str(error))
         _fail(block, f"{method} does not trace under jax.jit",
               f"{type(error).__name__}: {str(error).splitlines()[0]} (host-side Python or "
               "NumPy on traced values? use jnp and lax control flow).")
-    for name, snapshot in snapshots.items():
-        change = snapshot.changed(inputs[name])
+    for index, snapshot in snapshots:
+        change = snapshot.changed(args[index])
         if change:
-            _fail(block, f"{method} mutated its input", f"in `{name}`, {change}; blocks must "
-                  "return new values and never change their arguments.")
+            _fail(block, f"{method} mutated its input", f"{change}; blocks must return new "
+                  "values and never change their arguments.")
+    if method == "log_prob":
+        if np.shape(out) != () or not jnp.issubdtype(out.dtype, jnp.floating):
+            _fail(block, "log_prob must return a float scalar",
+                  f"got shape {np.shape(out)}, dtype {out.dtype}.")
+        return out
     if not isinstance(out, dict):
         _fail(block, f"{method} must return a dict", f"got {type(out).__name__}.")
     if set(out) != set(block.writes):
         _fail(block, f"{method} must return exactly the declared writes",
               f"returned {sorted(out)}, declares {sorted(block.writes)}.")
     return out
+
+
+def _check_stable_specs(block: GibbsBlock, state, outputs: Mapping[str, dict]) -> None:
+    """Every draw keeps the shape and dtype of the state's current values."""
+    for name in block.writes:
+        current = _spec(state[name])
+        for method, out in outputs.items():
+            if _spec(out[name]) != current:
+                _fail(block, f"{method} changed the shape or dtype of {name!r}",
+                      f"the state has {current[0]} {current[1]}, {method} returned "
+                      f"{_spec(out[name])[0]} {_spec(out[name])[1]}; a sweep in lax.scan "
+                      "needs them stable.")
+
+
+# ---- 2. compiled: determinism, vmap, finiteness, keys --------------------------------------
 
 
 def _duplicate_recordings(tree: Mapping, names, num_recordings: int) -> dict:
@@ -124,15 +140,128 @@ def _duplicate_recordings(tree: Mapping, names, num_recordings: int) -> dict:
     return out
 
 
+def _compiled_draws(block, data, state, keys, duplicated):
+    """The draws of every method and their log densities, jitted with the first key (twice)
+    and vmapped over `keys`; with `duplicated` (data, state), also `resample` on them."""
+
+    def draws(k):
+        out = {method: gibbs.call_block(block, method, k, data, state) for method in DRAWS}
+        for method in ("resample", "sample_prior"):
+            out[f"log_prob({method})"] = gibbs.call_block(
+                block, "log_prob", None, data, {**state, **out[method]})
+        if duplicated is not None:
+            out["duplicated"] = gibbs.call_block(block, "resample", k, *duplicated)
+        return out
+
+    try:
+        single = jax.jit(draws, compiler_options=COMPILER_OPTIONS)
+        first, again = single(keys[0]), single(keys[0])
+        batched = jax.jit(jax.vmap(draws), compiler_options=COMPILER_OPTIONS)(keys)
+    except Exception as error:  # noqa: BLE001 - any failure to trace is the finding
+        _fail(block, "jit/vmap compatibility",
+              f"jax.jit(jax.vmap(...)) over keys failed: {type(error).__name__}: {error}")
+    return first, again, batched
+
+
+def _differs_across_keys(batched) -> bool:
+    batched = np.asarray(batched)
+    return bool(np.any(batched != batched[:1]))
+
+
 def _all_slices_equal(batched) -> np.ndarray:
     """Per key: are all entries along axis 1 (the draw's leading axis) identical?"""
     batched = np.asarray(batched)
     return np.all(batched == batched[:, :1], axis=tuple(range(1, batched.ndim)))
 
 
-def _differs_across_keys(batched) -> bool:
-    batched = np.asarray(batched)
-    return bool(np.any(batched != batched[:1]))
+def _check_deterministic(block, method, first, again) -> None:
+    for name in block.writes:
+        if not np.array_equal(np.asarray(first[name]), np.asarray(again[name]), equal_nan=True):
+            _fail(block, f"{method} is not deterministic",
+                  f"two calls with the same key gave different {name!r}.")
+
+
+def _check_vmap_matches_jit(block, method, first, batched, num_keys, rtol) -> None:
+    """Vmapped over keys, the draw with the first key equals the jitted draw."""
+    for name in block.writes:
+        one, many = first[name], batched[name]
+        if tuple(many.shape) != (num_keys, *one.shape):
+            _fail(block, f"{method} under vmap", f"{name!r} has shape {many.shape} "
+                  f"for {num_keys} keys; expected {(num_keys, *one.shape)}.")
+        if jnp.issubdtype(one.dtype, jnp.inexact):
+            scale = float(np.max(np.abs(np.asarray(one)), initial=0))
+            same = np.allclose(np.asarray(many[0]), np.asarray(one), rtol=rtol,
+                               atol=rtol * scale)
+        else:
+            same = np.array_equal(np.asarray(many[0]), np.asarray(one))
+        if not same:
+            _fail(block, f"{method} under vmap",
+                  f"the vmapped draw of {name!r} with a key differs from the jitted draw "
+                  "with the same key: the draw depends on the batch, not only the key.")
+
+
+def _check_finite_draws(block, method, batched) -> None:
+    for name in block.writes:
+        values = batched[name]
+        if jnp.issubdtype(values.dtype, jnp.inexact) and not np.all(np.isfinite(values)):
+            _fail(block, f"{method} drew a non-finite value",
+                  f"{name!r} has NaN or infinite entries.")
+
+
+def _check_uses_key(block, method, batched, num_keys) -> None:
+    if not any(_differs_across_keys(batched[name]) for name in block.writes):
+        _fail(block, f"{method} ignores its key",
+              f"{num_keys} different keys gave identical {list(block.writes)}; pass "
+              "stochastic=False for a deterministic update.")
+
+
+def _check_finite_log_prob(block, batched) -> None:
+    for which in ("log_prob(resample)", "log_prob(sample_prior)"):
+        values = np.asarray(batched[which])
+        if not np.all(np.isfinite(values)):
+            _fail(block, f"{which} is not finite", f"values {values}.")
+
+
+def _check_leading_axis_keys(block, method, batched) -> None:
+    """A global variable's entries along its leading axis are not all drawn with one key."""
+    for name in block.writes:
+        values = batched[name]
+        if (values.ndim >= 2 and values.shape[1] >= 2 and name not in block.per_recording
+                and jnp.issubdtype(values.dtype, jnp.inexact)
+                and _differs_across_keys(values) and np.all(_all_slices_equal(values))):
+            _fail(block, f"{method} shares one key along the leading axis of {name!r}",
+                  f"its {values.shape[1]} entries are identical in every draw; split the "
+                  "key, one child per entry.")
+
+
+def _check_recording_keys(block, duplicated) -> None:
+    """With every recording equal to the first, per-recording draws still differ."""
+    values = [duplicated[name] for name in block.per_recording]
+    if any(_differs_across_keys(v) for v in values) and all(
+            np.all(_all_slices_equal(v)) for v in values):
+        _fail(block, "resample shares one key between recordings",
+              f"with every recording equal to the first, {list(block.per_recording)} were "
+              "drawn identically for every recording and every key; fold in the recording "
+              "index (moseq.core.recording_keys). If the data make the draws "
+              "deterministic, pass check_recordings=False.")
+
+
+# ---- 3. in a scheduler ------------------------------------------------------------------
+
+
+def _check_sweep_keys(block, scheduler: GibbsScheduler, data, state, key) -> None:
+    try:
+        with jax.debug_key_reuse(True):
+            jax.eval_shape(lambda k: gibbs.sweep(scheduler.bound_blocks, k, data, state), key)
+    except jax.errors.KeyReuseError as error:
+        _fail(block, "the sweep reuses a random key", str(error).splitlines()[0])
+
+
+def _check_geweke(block, scheduler, data_shapes, num_samples, alpha, seed) -> GewekeReport:
+    report = geweke_test(scheduler, data_shapes, num_samples, alpha=alpha, seed=seed)
+    if not report.passed:
+        _fail(block, "Geweke test of its scheduler failed", f"\n{report}")
+    return report
 
 
 def check_block(
@@ -153,7 +282,8 @@ def check_block(
     """Check that `block` keeps the Gibbs block contract (see the module docstring).
 
     Args:
-        block: the block.
+        block: the block, with its providers attached (a block you built, or
+            `scheduler.block(name)`).
         data: data as the scheduler gives it: `"mask"` (N, T) and every data array the block
             reads, each with a leading recording axis.
         state: a state with every variable the block reads and its own current values
@@ -173,6 +303,10 @@ def check_block(
     """
     if not isinstance(block, GibbsBlock):
         raise TypeError(f"`block` must be a GibbsBlock; got {type(block).__name__}.")
+    if any(isinstance(p, Provider) for p in block.dependencies()):
+        raise ValueError(f"{block.name} holds provider references (it comes from "
+                         "`scheduler.blocks`); pass `scheduler.block(name)`, which has its "
+                         "providers attached.")
     if num_keys < 2:
         raise ValueError("`num_keys` must be at least 2 (draws with different keys).")
     if "mask" not in data:
@@ -185,134 +319,35 @@ def check_block(
                          "(use scheduler.init or scheduler.simulate to make one).")
     num_recordings = int(data["mask"].shape[0])
     key = as_key(seed)
-    allowed = _allowed_reads(block)
-    read_state = {k: v for k, v in state.items() if k in allowed}
-    init_state = {k: v for k, v in state.items() if k in set(block.init_reads)}
-    parents = {k: v for k, v in state.items() if k in set(block.prior_reads)}
-    prior_input = {**data, **parents}
 
-    # 1. Structure, declared reads, purity and key reuse: traced once, nothing compiled.
-    resampled = _call(block, "resample", lambda k: block.resample(k, data, read_state),
-                      {"data": data, "state": read_state}, key,
-                      declared=f"reads + providers' variables {sorted(allowed)}")
-    prior = _call(block, "sample_prior", lambda k: block.sample_prior(k, prior_input),
-                  {"state": prior_input}, key,
-                  declared=f"prior_reads {block.prior_reads} and the data")
-    initial = _call(block, "init", lambda k: block.init(k, data, init_state),
-                    {"data": data, "state": init_state}, key,
-                    declared=f"init_reads {block.init_reads} and the data")
-    try:
-        log_prob = jax.eval_shape(lambda: block.log_prob(data, read_state))
-    except KeyError as error:
-        _fail(block, "log_prob reads an undeclared variable",
-              f"it looked up {error.args[0]!r}; declare it in `reads`.")
-    if np.shape(log_prob) != () or not jnp.issubdtype(log_prob.dtype, jnp.floating):
-        _fail(block, "log_prob must return a float scalar",
-              f"got shape {np.shape(log_prob)}, dtype {log_prob.dtype}.")
-    for name in block.writes:
-        current = _spec(state[name])
-        for method, out in (("resample", resampled), ("sample_prior", prior),
-                            ("init", initial)):
-            if _spec(out[name]) != current:
-                _fail(block, f"{method} changed the shape or dtype of {name!r}",
-                      f"the state has {current[0]} {current[1]}, {method} returned "
-                      f"{_spec(out[name])[0]} {_spec(out[name])[1]}; a sweep in lax.scan "
-                      "needs them stable.")
+    traced = {method: _check_traced(block, method, data, state, key) for method in DRAWS}
+    _check_traced(block, "log_prob", data, state, key)
+    _check_stable_specs(block, state, traced)
 
-    # 2. Compiled: one jitted draw per method, and the same draws vmapped over keys.
-    per_recording = _per_recording_names(block) | {
-        k for k, v in state.items() if v.ndim >= 2 and v.shape[0] == num_recordings}
-    duplicated_data = _duplicate_recordings(data, set(data), num_recordings)
-    duplicated_state = _duplicate_recordings(read_state, per_recording, num_recordings)
-    recording_outputs = [v for v in block.per_recording] if num_recordings >= 2 else []
-
-    def draws(k):
-        res = block.resample(k, data, read_state)
-        pri = block.sample_prior(k, prior_input)
-        ini = block.init(k, data, init_state)
-        out = {"resample": res, "sample_prior": pri, "init": ini,
-               "log_prob(resample)": block.log_prob(data, {**read_state, **res}),
-               "log_prob(sample_prior)": block.log_prob(data, {**read_state, **pri})}
-        if check_recordings and recording_outputs:
-            out["duplicated"] = block.resample(k, duplicated_data, duplicated_state)
-        return out
-
+    duplicated = None
+    if check_recordings and block.per_recording and num_recordings >= 2:
+        per_recording = set(block.per_recording) | {
+            k for k, v in state.items() if v.ndim >= 2 and v.shape[0] == num_recordings}
+        duplicated = (_duplicate_recordings(data, set(data), num_recordings),
+                      _duplicate_recordings(state, per_recording, num_recordings))
     keys = jax.random.split(jax.random.fold_in(key, 1), num_keys)
-    try:
-        single = jax.jit(draws, compiler_options=COMPILER_OPTIONS)
-        first = single(keys[0])
-        again = single(keys[0])
-        batched = jax.jit(jax.vmap(draws), compiler_options=COMPILER_OPTIONS)(keys)
-    except ContractError:
-        raise
-    except Exception as error:  # noqa: BLE001 - any failure to trace is the finding
-        _fail(block, "jit/vmap compatibility",
-              f"jax.jit(jax.vmap(...)) over keys failed: {type(error).__name__}: {error}")
-
-    for method in ("resample", "sample_prior", "init"):
-        for name in block.writes:
-            one, twice, many = first[method][name], again[method][name], batched[method][name]
-            if not np.array_equal(np.asarray(one), np.asarray(twice), equal_nan=True):
-                _fail(block, f"{method} is not deterministic",
-                      f"two calls with the same key gave different {name!r}.")
-            if tuple(many.shape) != (num_keys, *one.shape):
-                _fail(block, f"{method} under vmap", f"{name!r} has shape {many.shape} "
-                      f"for {num_keys} keys; expected {(num_keys, *one.shape)}.")
-            if jnp.issubdtype(one.dtype, jnp.inexact):
-                if not np.all(np.isfinite(np.asarray(many))):
-                    _fail(block, f"{method} drew a non-finite value",
-                          f"{name!r} has NaN or infinite entries.")
-                same = np.allclose(np.asarray(many[0]), np.asarray(one), rtol=rtol,
-                                   atol=rtol * float(np.max(np.abs(np.asarray(one)), initial=0)))
-            else:
-                same = np.array_equal(np.asarray(many[0]), np.asarray(one))
-            if not same:
-                _fail(block, f"{method} under vmap",
-                      f"the vmapped draw of {name!r} with a key differs from the jitted draw "
-                      "with the same key: the draw depends on the batch, not only the key.")
-        if stochastic and method != "init" and not any(
-                _differs_across_keys(batched[method][name]) for name in block.writes):
-            _fail(block, f"{method} ignores its key",
-                  f"{num_keys} different keys gave identical {list(block.writes)}; pass "
-                  "stochastic=False for a deterministic update.")
-    for which in ("log_prob(resample)", "log_prob(sample_prior)"):
-        values = np.asarray(batched[which])
-        if not np.all(np.isfinite(values)):
-            _fail(block, f"{which} is not finite", f"values {values}.")
-
-    # 3. Shared keys: identical slices in every draw although draws differ between keys.
+    first, again, batched = _compiled_draws(block, data, state, keys, duplicated)
+    for method in DRAWS:
+        _check_deterministic(block, method, first[method], again[method])
+        _check_finite_draws(block, method, batched[method])
+        _check_vmap_matches_jit(block, method, first[method], batched[method], num_keys, rtol)
+        if stochastic and method != "init":
+            _check_uses_key(block, method, batched[method], num_keys)
+    _check_finite_log_prob(block, batched)
     for method in ("resample", "sample_prior"):
-        for name in block.writes:
-            values = batched[method][name]
-            if (values.ndim >= 2 and values.shape[1] >= 2 and name not in block.per_recording
-                    and jnp.issubdtype(values.dtype, jnp.inexact)
-                    and _differs_across_keys(values) and np.all(_all_slices_equal(values))):
-                _fail(block, f"{method} shares one key along the leading axis of {name!r}",
-                      f"its {values.shape[1]} entries are identical in every draw; split the "
-                      "key, one child per entry.")
-    if "duplicated" in batched:
-        values = [batched["duplicated"][name] for name in recording_outputs]
-        if any(_differs_across_keys(v) for v in values) and all(
-                np.all(_all_slices_equal(v)) for v in values):
-            _fail(block, "resample shares one key between recordings",
-                  f"with every recording equal to the first, {recording_outputs} were drawn "
-                  "identically for every recording and every key; fold in the recording "
-                  "index (moseq.core.recording_keys). If the data make the draws "
-                  "deterministic, pass check_recordings=False.")
+        _check_leading_axis_keys(block, method, batched[method])
+    if duplicated is not None:
+        _check_recording_keys(block, batched["duplicated"])
 
-    # 4. In a scheduler: the whole sweep's keys, and a short Geweke test.
     if scheduler is None:
         return None
     if block.name not in scheduler.block_names:
         raise ValueError(f"{block.name} is not a block of `scheduler` {scheduler.block_names}.")
-    full_state = {**state}
-    try:
-        with jax.debug_key_reuse(True):
-            jax.eval_shape(lambda k: _resample_all(scheduler, k, data, full_state, ()), key)
-    except jax.errors.KeyReuseError as error:
-        _fail(block, "the sweep reuses a random key", str(error).splitlines()[0])
-    report = geweke_test(scheduler, data_shapes or {"mask": data["mask"]}, geweke_samples,
-                         alpha=alpha, seed=seed)
-    if not report.passed:
-        _fail(block, "Geweke test of its scheduler failed", f"\n{report}")
-    return report
+    _check_sweep_keys(block, scheduler, data, state, key)
+    return _check_geweke(block, scheduler, data_shapes or {"mask": data["mask"]},
+                         geweke_samples, alpha, seed)

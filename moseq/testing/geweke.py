@@ -44,267 +44,54 @@ fails about once in a hundred seeds; a failure that persists across seeds is a b
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from moseq.core.block import Data, GibbsBlock, State
-from moseq.core.plan import validate_plan
-from moseq.core.scheduler import (
-    GibbsScheduler,
-    _data_draws,
-    _log_joint_terms,
-    _prior_draws,
-    _resample_all,
-    as_key,
+from moseq.core import gibbs
+from moseq.core.block import GibbsBlock
+from moseq.core.scheduler import GibbsScheduler, as_key
+from moseq.testing.joint import (
+    TestFunction,
+    as_data,
+    as_scheduler,
+    batched_keys,
+    compile_test,
+    default_test_functions,
+    evaluate,
+    fixed_values,
+    joint_draw,
+    named_functions,
+    simulated_shapes,
+    tested_blocks,
 )
-
-TestFunction = Callable[[dict], Any]
-"""A test function maps `variables` (the state merged with the data) to a scalar."""
+from moseq.testing.verdict import Verdict, multiple_comparison, pyplot
 
 __all__ = [
-    "LOG_JOINT",
     "GewekeReport",
     "GewekeRow",
-    "as_scheduler",
-    "default_test_functions",
     "effective_sample_size",
     "geweke_test",
-    "joint_draw",
-    "multiple_comparison",
 ]
-
-
-# ---- test functions ---------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Moment:
-    """mean(variables[name] ** power) (hashable, so compiled chains are reused)."""
-
-    name: str
-    power: int
-
-    def __call__(self, variables):
-        value = jnp.asarray(variables[self.name])
-        value = value.astype(jnp.result_type(value, float))
-        return jnp.mean(value**self.power)
-
-
-@dataclasses.dataclass(frozen=True)
-class _SwitchRate:
-    """Fraction of consecutive entries along the last axis that differ."""
-
-    name: str
-
-    def __call__(self, variables):
-        value = jnp.asarray(variables[self.name])
-        return jnp.mean((value[..., 1:] != value[..., :-1]).astype(jnp.result_type(float)))
-
-
-@dataclasses.dataclass(frozen=True)
-class _LogJoint:
-    """Marker for the model's log joint, computed with the scheduler's blocks."""
-
-    def __call__(self, variables):
-        raise TypeError("LOG_JOINT is evaluated by the test itself, with the model's blocks.")
-
-
-LOG_JOINT = _LogJoint()
-"""Use as a test function to compare the log joint `sum(block.log_prob)`."""
-
-
-def default_test_functions(
-    model: GibbsScheduler, data_shapes: Mapping[str, Any], blocks: Sequence[str] | None = None,
-    log_joint: bool = True, label_invariant: bool = False,
-) -> dict[str, TestFunction]:
-    """The default test functions: for every variable the tested blocks write, the mean and
-    mean of squares (float variables) or the mean and switch rate (integer variables with a
-    last axis longer than one); plus the log joint.
-
-    `label_invariant=True` drops the means of integer variables (state labels), which
-    change when the sampler permutes the labels: what `sbc` needs, since its chains start
-    away from the truth and a posterior has one mode per labelling."""
-    model = as_scheduler(model, data_shapes)
-    tested = _tested_blocks(model, blocks)
-    data = _as_data(data_shapes)
-    shapes = jax.eval_shape(lambda key: joint_draw(model, key, data)[1], jax.random.key(0))
-    functions: dict[str, TestFunction] = {}
-    for block in model.blocks:
-        if block.name not in tested:
-            continue
-        for name in block.writes:
-            spec = shapes[name]
-            if jnp.issubdtype(spec.dtype, jnp.floating):
-                functions[f"mean({name})"] = _Moment(name, 1)
-                functions[f"mean({name}^2)"] = _Moment(name, 2)
-            else:
-                if not label_invariant:
-                    functions[f"mean({name})"] = _Moment(name, 1)
-                if spec.ndim >= 1 and spec.shape[-1] > 1:
-                    functions[f"switch_rate({name})"] = _SwitchRate(name)
-    if log_joint:
-        functions["log_joint"] = LOG_JOINT
-    return functions
-
-
-def _named_functions(test_functions) -> tuple[tuple[str, TestFunction], ...]:
-    if isinstance(test_functions, Mapping):
-        items = list(test_functions.items())
-    else:
-        items = [(getattr(fn, "__name__", f"g{i}"), fn) for i, fn in enumerate(test_functions)]
-    names = [name for name, _ in items]
-    if len(set(names)) != len(names):
-        raise ValueError(f"test function names must be unique; got {names}.")
-    for name, fn in items:
-        if not callable(fn):
-            raise TypeError(f"test function {name!r} is not callable: {fn!r}.")
-    return tuple(items)
-
-
-def _evaluate(model, functions, data, state) -> jax.Array:
-    variables = {**data, **state}
-    values = []
-    for name, fn in functions:
-        value = (_log_joint_terms(model, data, state) if isinstance(fn, _LogJoint)
-                 else fn(variables))
-        value = jnp.asarray(value)
-        if value.shape != ():
-            raise ValueError(f"test function {name!r} must return a scalar; got shape "
-                             f"{value.shape}. Reduce it (e.g. jnp.mean) or split it.")
-        values.append(value.astype(jnp.result_type(float)))
-    return jnp.stack(values)
-
-
-# ---- the model and its joint draws ------------------------------------------------------
-
-
-def _as_data(data_shapes: Mapping[str, Any]) -> Data:
-    if "mask" not in data_shapes:
-        raise ValueError("`data_shapes` must hold at least 'mask', an (N, T) array of 0/1 frame "
-                         "weights that sets the number and length of the simulated recordings.")
-    data = {k: jnp.asarray(v) for k, v in data_shapes.items()}
-    if data["mask"].ndim != 2:
-        raise ValueError(f"`data_shapes['mask']` must be (N, T); got {data['mask'].shape}.")
-    return data
-
-
-def as_scheduler(model: GibbsScheduler | GibbsBlock, data_shapes: Mapping[str, Any] = ()):
-    """`model` as a mesh-free `GibbsScheduler`: a scheduler is rebuilt from its blocks (the
-    tests run on one device); a single block is wrapped with its likelihood providers, its
-    reads that no block writes counting as data."""
-    if isinstance(model, GibbsScheduler):
-        if model.mesh is None:
-            return model
-        return GibbsScheduler(model.blocks, model.data_keys)
-    if isinstance(model, GibbsBlock):
-        blocks = [model, *(d for d in model.dependencies() if d is not model)]
-        written = {v for block in blocks for v in block.writes}
-        reads = {v for block in blocks for v in (*block.reads, *block.init_reads)}
-        data_keys = ("mask", *sorted((set(data_shapes) | reads) - written - {"mask"}))
-        return GibbsScheduler(blocks, data_keys)
-    raise TypeError(f"`model` must be a GibbsScheduler or a GibbsBlock; got {type(model)}.")
-
-
-def _tested_blocks(model: GibbsScheduler, blocks: Sequence[str] | None) -> tuple[str, ...]:
-    """Names of the blocks to test; check that the others can be held fixed."""
-    if blocks is None:
-        return model.block_names
-    if isinstance(blocks, str):
-        blocks = (blocks,)
-    tested = tuple(blocks)
-    unknown = set(tested) - set(model.block_names)
-    if unknown:
-        raise ValueError(f"`blocks` names {sorted(unknown)}, which are not blocks of this "
-                         f"plan; choose from {model.block_names}.")
-    # Holding a block fixed conditions the test on its variables. That is only a forward
-    # simulation if no fixed variable descends (in the prior) from a tested one.
-    writers = validate_plan(model.blocks, model.data_keys)
-    descendants = {v for name in tested for v in model.block(name).writes}
-    changed = True
-    while changed:
-        changed = False
-        for block in model.blocks:
-            if set(block.prior_reads) & descendants and not set(block.writes) <= descendants:
-                descendants |= set(block.writes)
-                changed = True
-    for variable in descendants:
-        writer = writers[variable].name
-        if writer not in tested:
-            raise ValueError(
-                f"cannot hold {writer} fixed while testing {sorted(tested)}: its variable "
-                f"{variable!r} depends on theirs in the prior, so fixing it is not a forward "
-                f"simulation. Add {writer!r} to `blocks`."
-            )
-    return tested
-
-
-def joint_draw(model: GibbsScheduler, key, data: Data, fixed: State | None = None):
-    """One draw of (data, state) from the joint: `sample_prior` of every block, parents first,
-    then every block's `sample_data`. Variables in `fixed` are kept (their blocks are not
-    drawn). With `fixed` empty this is `model.simulate(key, data)`, draw for draw."""
-    prior_key, data_key = jax.random.split(as_key(key))
-    state = _prior_draws(model, prior_key, data, fixed)
-    return _data_draws(model, data_key, state, dict(data)), state
-
-
-def _fixed_values(model, key, data, frozen: tuple[str, ...]) -> State:
-    """One prior draw of the variables of the `frozen` blocks (traced, inside a program)."""
-    if not frozen:
-        return {}
-    _, state = joint_draw(model, key, data)
-    return {v: state[v] for block in model.blocks if block.name in frozen for v in block.writes}
 
 
 # ---- compiled simulators ----------------------------------------------------------------
 
 
-COMPILER_OPTIONS = {"xla_backend_optimization_level": 0,
-                    "xla_llvm_disable_expensive_passes": True}
-"""XLA options of the test programs. They run once per test, so compilation dominates:
-without optimisation a small AR-HMM compiles about twice as fast and still runs its few
-thousand sweeps in about a second."""
-
-
-def _compile(fn, static_argnames):
-    """`jax.jit` of `fn(model, ...)` with the model's arrays traced and the rest static."""
-
-    @functools.partial(jax.jit, static_argnames=("static", *static_argnames),
-                       compiler_options=COMPILER_OPTIONS)
-    def compiled(params, *args, static, **kwargs):
-        return fn(eqx.combine(params, static), *args, **kwargs)
-
-    def call(model, *args, **kwargs):
-        params, static = eqx.partition(model, eqx.is_array)
-        return compiled(params, *args, static=static, **kwargs)
-
-    return call
-
-
 def _mc_values(model, keys, data, fixed_key, *, functions, frozen):
     """Marginal-conditional draws: keys (batches, batch_size) -> (draws, functions), and the
     values at which the `frozen` blocks are held (returned for the SC chains)."""
-    fixed = _fixed_values(model, fixed_key, data, frozen)
+    fixed = fixed_values(model, fixed_key, data, frozen)
 
     def one(key):
         draw_data, state = joint_draw(model, key, data, fixed)
-        return _evaluate(model, functions, draw_data, state)
+        return evaluate(model, functions, draw_data, state)
 
     values = jax.lax.map(jax.vmap(one), keys)
     return values.reshape(-1, values.shape[-1]), fixed
-
-
-def batched_keys(key, num: int, batch_size: int):
-    """`num` keys laid out as (batches, size) with the fewest padding keys."""
-    num_batches = -(-num // max(1, min(batch_size, num)))
-    size = -(-num // num_batches)
-    return jax.random.split(key, num_batches * size).reshape(num_batches, size)
 
 
 def _sc_values(model, keys, data, fixed, *, functions, frozen, num_steps, thin, burn_in):
@@ -317,13 +104,14 @@ def _sc_values(model, keys, data, fixed, *, functions, frozen, num_steps, thin, 
         def step(carry, step_key):
             chain_data, state = carry
             sweep_key, data_key = jax.random.split(step_key)
-            state, _ = _resample_all(model, sweep_key, chain_data, state, frozen)
-            chain_data = _data_draws(model, data_key, state, chain_data)
+            blocks = model.bound_blocks
+            state, _ = gibbs.sweep(blocks, sweep_key, chain_data, state, frozen)
+            chain_data = gibbs.sample_data(blocks, data_key, state, chain_data)
             return (chain_data, state), None
 
         def record(carry, record_key):
             carry, _ = jax.lax.scan(step, carry, jax.random.split(record_key, thin))
-            return carry, _evaluate(model, functions, *carry)
+            return carry, evaluate(model, functions, *carry)
 
         burn_key, run_key = jax.random.split(chain_key)
         carry = (data0, state0)
@@ -335,8 +123,8 @@ def _sc_values(model, keys, data, fixed, *, functions, frozen, num_steps, thin, 
     return jax.vmap(chain)(keys)
 
 
-_mc_call = _compile(_mc_values, ("functions", "frozen"))
-_sc_call = _compile(_sc_values, ("functions", "frozen", "num_steps", "thin", "burn_in"))
+_mc_call = compile_test(_mc_values)
+_sc_call = compile_test(_sc_values)
 
 
 # ---- statistics -------------------------------------------------------------------------
@@ -371,22 +159,6 @@ def normal_two_sided_p(z) -> np.ndarray:
     return np.vectorize(lambda v: math.erfc(abs(v) / math.sqrt(2.0)), otypes=[float])(z)
 
 
-def multiple_comparison(p_values, alpha: float, correction: str = "holm") -> np.ndarray:
-    """Which hypotheses are rejected at family-wise level `alpha` (Holm or Bonferroni)."""
-    p = np.asarray(p_values, dtype=float)
-    m = p.size
-    if correction == "bonferroni":
-        return p <= alpha / max(m, 1)
-    if correction != "holm":
-        raise ValueError(f"`correction` must be 'holm' or 'bonferroni'; got {correction!r}.")
-    rejected = np.zeros(m, bool)
-    for rank, index in enumerate(np.argsort(p, kind="stable")):
-        if p[index] > alpha / (m - rank):
-            break
-        rejected[index] = True
-    return rejected
-
-
 class GewekeRow(NamedTuple):
     """One test function's comparison."""
 
@@ -398,20 +170,8 @@ class GewekeRow(NamedTuple):
     passed: bool
 
 
-def _need_matplotlib():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("plots need matplotlib, which moseq does not depend on; "
-                          "`pip install matplotlib` to draw them.") from error
-    return plt
-
-
 @dataclasses.dataclass(frozen=True, repr=False)
-class GewekeReport:
+class GewekeReport(Verdict):
     """The outcome of `geweke_test`: one row per test function and an overall verdict.
 
     Attributes: `names`, `mean_mc`, `mean_sc`, `se_mc`, `se_sc` (standard errors, the SC one
@@ -422,7 +182,6 @@ class GewekeReport:
     non-finite values replaced by 0.
     """
 
-    names: tuple[str, ...]
     mean_mc: np.ndarray
     mean_sc: np.ndarray
     se_mc: np.ndarray
@@ -430,21 +189,9 @@ class GewekeReport:
     ess_sc: np.ndarray
     z: np.ndarray
     p: np.ndarray
-    rejected: np.ndarray
     nonfinite: np.ndarray
-    alpha: float
-    correction: str
     mc_values: np.ndarray
     sc_values: np.ndarray
-
-    @property
-    def passed(self) -> bool:
-        """True when no test function's difference survives the correction."""
-        return not bool(np.any(self.rejected))
-
-    @property
-    def failures(self) -> tuple[str, ...]:
-        return tuple(n for n, r in zip(self.names, self.rejected, strict=True) if r)
 
     @property
     def table(self) -> tuple[GewekeRow, ...]:
@@ -455,12 +202,11 @@ class GewekeReport:
         )
 
     def __repr__(self) -> str:
-        width = max([len(n) for n in self.names] + [13])
-        verdict = "PASSED" if self.passed else f"FAILED ({', '.join(self.failures)})"
+        width = self._name_width()
         lines = [
-            f"Geweke test {verdict}: {self.mc_values.shape[0]} MC draws, "
-            f"{self.sc_values.shape[0]} SC chain(s) x {self.sc_values.shape[1]} steps, "
-            f"{self.correction} at alpha={self.alpha:g}",
+            self._heading("Geweke test", f"{self.mc_values.shape[0]} MC draws, "
+                          f"{self.sc_values.shape[0]} SC chain(s) x {self.sc_values.shape[1]} "
+                          "steps"),
             f"{'test function':<{width}}  {'mean_mc':>11}  {'mean_sc':>11}  {'ess_sc':>7}  "
             f"{'z':>7}  {'p':>9}  pass",
         ]
@@ -472,11 +218,8 @@ class GewekeReport:
         return "\n".join(lines)
 
     def plot(self, path) -> None:
-        """Save PP and QQ plots (SC against MC quantiles), one pair per test function.
-
-        Needs matplotlib (not a moseq dependency): raises ImportError otherwise.
-        """
-        plt = _need_matplotlib()
+        """Save PP and QQ plots (SC against MC quantiles), one pair per test function."""
+        plt = pyplot()
         count = len(self.names)
         figure, axes = plt.subplots(count, 2, figsize=(7, 3.2 * count), squeeze=False)
         levels = np.linspace(0.005, 0.995, 199)
@@ -577,13 +320,13 @@ def geweke_test(
         A `GewekeReport`: `.passed`, `.table`, `print(report)`, `.plot(path)`.
     """
     model = as_scheduler(model, data_shapes)
-    data = _as_data(data_shapes)
-    model.check_data({**data, **_simulated_shapes(model, data)})
-    tested = _tested_blocks(model, blocks)
+    data = as_data(data_shapes)
+    model.check_data({**data, **simulated_shapes(model, data)})
+    tested = tested_blocks(model, blocks)
     frozen = tuple(sorted(set(model.block_names) - set(tested)))
     if test_functions is None:
         test_functions = default_test_functions(model, data, tested)
-    functions = _named_functions(test_functions)
+    functions = named_functions(test_functions)
     if not functions:
         raise ValueError("no test functions: pass `test_functions` or test blocks that write "
                          "variables.")
@@ -601,8 +344,3 @@ def geweke_test(
     return _compare([name for name, _ in functions], np.asarray(mc, float),
                     np.asarray(sc, float), alpha, correction)
 
-
-def _simulated_shapes(model, data) -> Data:
-    """Zeros shaped like the data the model simulates (for `check_data` before compiling)."""
-    shapes = jax.eval_shape(lambda key: joint_draw(model, key, data)[0], jax.random.key(0))
-    return {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items() if k not in data}

@@ -29,24 +29,24 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaincc
 
+from moseq.core import gibbs
 from moseq.core.block import GibbsBlock
-from moseq.core.scheduler import GibbsScheduler, _init_state, _resample_all, as_key
-from moseq.testing.geweke import (
+from moseq.core.scheduler import GibbsScheduler, as_key
+from moseq.testing.joint import (
     TestFunction,
-    _as_data,
-    _compile,
-    _evaluate,
-    _fixed_values,
-    _named_functions,
-    _need_matplotlib,
-    _simulated_shapes,
-    _tested_blocks,
+    as_data,
     as_scheduler,
     batched_keys,
+    compile_test,
     default_test_functions,
+    evaluate,
+    fixed_values,
     joint_draw,
-    multiple_comparison,
+    named_functions,
+    simulated_shapes,
+    tested_blocks,
 )
+from moseq.testing.verdict import Verdict, multiple_comparison, pyplot
 
 __all__ = ["SBCReport", "SBCRow", "sbc", "rank_uniformity"]
 
@@ -54,7 +54,7 @@ __all__ = ["SBCReport", "SBCRow", "sbc", "rank_uniformity"]
 def _replicate_ranks(model, keys, data, fixed_key, *, functions, frozen, init, warmup,
                      num_draws, thin):
     """Ranks of the truth among `num_draws` recorded draws: keys (batches, size) -> (R, F)."""
-    fixed = _fixed_values(model, fixed_key, data, frozen)
+    fixed = fixed_values(model, fixed_key, data, frozen)
 
     def replicate(key):
         truth_key, init_key, chain_key, tie_key = jax.random.split(key, 4)
@@ -62,21 +62,21 @@ def _replicate_ranks(model, keys, data, fixed_key, *, functions, frozen, init, w
         if init == "prior":
             _, state = joint_draw(model, init_key, data, fixed)
         else:
-            state = {**_init_state(model, init_key, sim_data), **fixed}
+            state = {**gibbs.init_state(model.bound_blocks, init_key, sim_data), **fixed}
         state = {name: state[name].astype(truth[name].dtype) for name in truth}
 
         def sweep(state, sweep_key):
-            return _resample_all(model, sweep_key, sim_data, state, frozen)[0], None
+            return gibbs.sweep(model.bound_blocks, sweep_key, sim_data, state, frozen)[0], None
 
         def record(state, record_key):
             state, _ = jax.lax.scan(sweep, state, jax.random.split(record_key, thin))
-            return state, _evaluate(model, functions, sim_data, state)
+            return state, evaluate(model, functions, sim_data, state)
 
         warm_key, run_key = jax.random.split(chain_key)
         if warmup:
             state, _ = jax.lax.scan(sweep, state, jax.random.split(warm_key, warmup))
         _, draws = jax.lax.scan(record, state, jax.random.split(run_key, num_draws))
-        true_values = _evaluate(model, functions, sim_data, truth)
+        true_values = evaluate(model, functions, sim_data, truth)
         below = jnp.sum(draws < true_values, axis=0)
         ties = jnp.sum(draws == true_values, axis=0)
         # Ties (discrete functions) are broken uniformly at random, as SBC requires.
@@ -88,8 +88,7 @@ def _replicate_ranks(model, keys, data, fixed_key, *, functions, frozen, init, w
     return ranks.reshape(-1, ranks.shape[-1])
 
 
-_ranks_call = _compile(_replicate_ranks,
-                       ("functions", "frozen", "init", "warmup", "num_draws", "thin"))
+_ranks_call = compile_test(_replicate_ranks)
 
 
 def rank_uniformity(ranks, num_draws: int, num_bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,27 +124,15 @@ class SBCRow(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class SBCReport:
+class SBCReport(Verdict):
     """The outcome of `sbc`: ranks (replicates, functions) in {0..num_draws} (-1 where a
     value was not finite), their chi-square uniformity tests and the corrected verdict."""
 
-    names: tuple[str, ...]
     ranks: np.ndarray
     num_draws: int
     num_bins: int
     chi2: np.ndarray
     p: np.ndarray
-    rejected: np.ndarray
-    alpha: float
-    correction: str
-
-    @property
-    def passed(self) -> bool:
-        return not bool(np.any(self.rejected))
-
-    @property
-    def failures(self) -> tuple[str, ...]:
-        return tuple(n for n, r in zip(self.names, self.rejected, strict=True) if r)
 
     @property
     def table(self) -> tuple[SBCRow, ...]:
@@ -159,11 +146,9 @@ class SBCReport:
         return np.bincount(bin_of[column[column >= 0]], minlength=self.num_bins)
 
     def __repr__(self) -> str:
-        width = max([len(n) for n in self.names] + [13])
-        verdict = "PASSED" if self.passed else f"FAILED ({', '.join(self.failures)})"
-        lines = [f"SBC {verdict}: {self.ranks.shape[0]} replicates, ranks among "
-                 f"{self.num_draws} draws in {self.num_bins} bins, {self.correction} at "
-                 f"alpha={self.alpha:g}",
+        width = self._name_width()
+        lines = [self._heading("SBC", f"{self.ranks.shape[0]} replicates, ranks among "
+                               f"{self.num_draws} draws in {self.num_bins} bins"),
                  f"{'test function':<{width}}  {'chi2':>9}  {'p':>9}  pass  histogram"]
         for row in self.table:
             counts = " ".join(str(c) for c in self.histogram(row.name))
@@ -172,11 +157,8 @@ class SBCReport:
         return "\n".join(lines)
 
     def plot(self, path) -> None:
-        """Save one rank histogram per test function, with the 99% band of uniform counts.
-
-        Needs matplotlib (not a moseq dependency): raises ImportError otherwise.
-        """
-        plt = _need_matplotlib()
+        """Save one rank histogram per test function, with the 99% band of uniform counts."""
+        plt = pyplot()
         count = len(self.names)
         columns = min(count, 3)
         rows = -(-count // columns)
@@ -233,9 +215,9 @@ def sbc(
         alpha, correction: family-wise level, "holm" or "bonferroni". seed: int or key.
     """
     model = as_scheduler(model, data_shapes)
-    data = _as_data(data_shapes)
-    model.check_data({**data, **_simulated_shapes(model, data)})
-    tested = _tested_blocks(model, blocks)
+    data = as_data(data_shapes)
+    model.check_data({**data, **simulated_shapes(model, data)})
+    tested = tested_blocks(model, blocks)
     frozen = tuple(sorted(set(model.block_names) - set(tested)))
     if init not in ("init", "prior"):
         raise ValueError(f"`init` must be 'init' or 'prior'; got {init!r}.")
@@ -244,7 +226,7 @@ def sbc(
         raise ValueError("need num_sweeps >= thin >= 1, num_replicates >= 2 and warmup >= 0.")
     if test_functions is None:
         test_functions = default_test_functions(model, data, tested, label_invariant=True)
-    functions = _named_functions(test_functions)
+    functions = named_functions(test_functions)
     fixed_key, rank_key = jax.random.split(as_key(seed))
     ranks = np.asarray(_ranks_call(
         model, batched_keys(rank_key, num_replicates, batch_size), data, fixed_key,
