@@ -14,6 +14,7 @@ import pytest
 from moseq import cli, pipeline
 from moseq.export import FIELDS, load_results_h5
 from moseq.pipeline import Checkpoint, Config, ConfigError
+from moseq.pipeline._files import _data_hash
 
 DLC = Path(__file__).parent / "data" / "dlc_openfield_mouse"
 DLC_CSV = DLC / "openfield_dlc_inference_example.csv"
@@ -108,7 +109,7 @@ def test_resume_refuses_a_changed_config_or_data(tmp_path):
     old["fitting"]["seed"] = 99
     old["fitting"]["full_sweeps"] = 1  # may change on resume: not named
     pipeline.save_checkpoint(project / "checkpoint.npz", Checkpoint(
-        2, {}, {}, old, Config.from_dict(old).chain_hash(), pipeline._data_hash(batch)))
+        2, {}, {}, old, Config.from_dict(old).chain_hash(), _data_hash(batch)))
     with pytest.raises(FileExistsError, match="sweep 2.*--resume"):
         pipeline.fit(project)
     with pytest.raises(ConfigError) as error:
@@ -168,6 +169,7 @@ def test_fit_is_fit_staged(fitted):
     for name, value in state.items():
         np.testing.assert_array_equal(checkpoint.state[name], value, err_msg=name)
     np.testing.assert_array_equal(checkpoint.trace["log_joint"], trace["log_joint"])
+    np.testing.assert_array_equal(checkpoint.trace["stage"], trace["stage"])
 
 
 class Killed(Exception):

@@ -10,6 +10,7 @@ from moseq.models.fitting import (
     global_frozen,
     kappa_scan,
     parameters,
+    staged_init,
     syllable_marginals,
     with_kappa,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "keypoint_slds",
     "parameters",
     "slds",
+    "staged_init",
     "syllable_marginals",
     "with_kappa",
 ]
