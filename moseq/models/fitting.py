@@ -141,8 +141,8 @@ def fit_staged(model: GibbsScheduler, key, data: Mapping[str, Array], *, ar_swee
     reproducible, and resumable bit for bit: given the `state` after sweep `start_sweep - 1`
     (and, to continue the trace, `trace` of sweeps 0 .. start_sweep - 1), it continues in the
     AR-only stage (`start_sweep < ar_sweeps`), at the switch (`start_sweep == ar_sweeps`) or
-    in the full stage, and a finished fit is extended by raising `full_sweeps`. Without
-    `start_sweep`, `state` replaces `staged_init(model, key, data, ar_kappa=ar_kappa)`.
+    in the full stage, and a finished fit is extended by raising `full_sweeps`. With
+    `start_sweep` 0, a given `state` replaces `staged_init(model, key, data, ar_kappa=...)`.
 
     `callbacks`: `fn(sweeps_done, state, trace)` after each chunk of either stage, `trace`
     that of the whole fit so far (as returned), so `trace["stage"][-1]` is the stage. Other

@@ -27,11 +27,10 @@ checkpoint's state, sweep and trace, so it is bit for bit the fit that was never
 
 Precision is the config's choice (`fitting.float64`), not the process's: the fit and the
 application run inside `jax.enable_x64(fitting.float64)` with the data cast to that float.
-
-The package's modules, one job each: `_config` (the config schema and its TOML), `_files`
-(checkpoint and model files), `_progress` (the progress bar), `_project`, `_fit` and
-`_apply` (setting up, fitting and applying).
 """
+
+# One module per job: _config (the config schema and its TOML), _files (checkpoint and model
+# files), _progress (the progress bar), _project / _fit / _apply (set-up, fit, apply).
 
 from moseq.pipeline._apply import ApplyResult, apply
 from moseq.pipeline._config import (
@@ -64,35 +63,36 @@ from moseq.pipeline._fit import FitResult, fit
 from moseq.pipeline._progress import ProgressBar
 from moseq.pipeline._project import build_model, init_project, load_data
 
+# In the order of the API page (docs/api/pipeline.md): config, set-up, fit, apply, files.
 __all__ = [
-    "CHECKPOINT_FORMAT",
-    "CHECKPOINT_NAME",
-    "CONFIG_NAME",
-    "CSV_DIR",
-    "FILE_FORMAT_VERSION",
-    "MODEL_FORMAT",
-    "MODEL_NAME",
-    "REPORT_DIR",
-    "RESULTS_NAME",
-    "RESUMABLE_KEYS",
-    "ApplyConfig",
-    "ApplyResult",
-    "Checkpoint",
     "Config",
-    "ConfigError",
     "DataConfig",
-    "FitResult",
-    "FittedModel",
-    "FittingConfig",
     "ModelConfig",
-    "ProgressBar",
-    "apply",
+    "FittingConfig",
+    "ApplyConfig",
+    "ConfigError",
+    "RESUMABLE_KEYS",
+    "init_project",
+    "load_data",
     "build_model",
     "fit",
-    "init_project",
-    "load_checkpoint",
-    "load_data",
-    "load_model",
+    "FitResult",
+    "ProgressBar",
+    "apply",
+    "ApplyResult",
+    "Checkpoint",
     "save_checkpoint",
+    "load_checkpoint",
+    "FittedModel",
     "save_model",
+    "load_model",
+    "CONFIG_NAME",
+    "CHECKPOINT_NAME",
+    "MODEL_NAME",
+    "RESULTS_NAME",
+    "CSV_DIR",
+    "REPORT_DIR",
+    "CHECKPOINT_FORMAT",
+    "MODEL_FORMAT",
+    "FILE_FORMAT_VERSION",
 ]
