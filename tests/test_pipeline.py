@@ -4,6 +4,7 @@ once)."""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -119,6 +120,17 @@ def test_resume_refuses_a_changed_config_or_data(tmp_path):
         2, {}, {}, config.to_dict(), config.chain_hash(), "another data hash"))
     with pytest.raises(ValueError, match="data differ"):
         pipeline.fit(project, resume=True)
+
+
+def test_progress_bar_names_the_stage_of_the_trace():
+    stream = io.StringIO()
+    bar = pipeline.ProgressBar(4, stream=stream)
+    bar.begin("ar", 0)
+    for done, stages in ((2, ["ar"] * 2), (4, ["ar"] * 2 + ["full"] * 2)):
+        bar(done, {}, {"log_joint": -np.arange(done, dtype=float), "stage": np.array(stages)})
+    lines = stream.getvalue().splitlines()
+    assert [line.split()[2:4] for line in lines] == [["2/4", "ar"], ["4/4", "full"]]
+    assert lines[-1].endswith("log joint -3")
 
 
 def test_precision_is_the_configs(tmp_path):
