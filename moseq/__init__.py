@@ -9,6 +9,7 @@ Layers (imports only point down): `moseq.models` (models as lists of blocks),
 """
 
 from moseq import models
+from moseq._version import __version__ as __version__
 from moseq.blocks import (
     ARDynamics,
     HDPTransitions,
@@ -19,8 +20,6 @@ from moseq.blocks import (
 )
 from moseq.core import GibbsBlock, GibbsScheduler, NumericalFailure, PlanError
 from moseq.pipeline import apply, fit, init_project
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ARDynamics",

@@ -70,13 +70,14 @@ def real_clip_demo() -> None:
     batch = moseq.io.to_batch(recordings, anterior=["NOSE"], posterior=["BASE_TAIL"])
     num_frames, num_keypoints = batch.data["Y"].shape[1:3]
     print(f"real clip ({JABS_CLIP.name}): {num_frames} frames, {num_keypoints} keypoints")
+    num_states = 30
     model = keypoint_slds(batch.anterior_idxs, batch.posterior_idxs, latent_dim=6,
-                          num_states=30)
+                          num_states=num_states)
     state, trace = two_stage_fit(model, batch.data, ar_sweeps=50, full_sweeps=50,
                                  ar_kappa=1e6, full_kappa=1e4)
     nlags = model.block("ARDynamics").nlags
     z, mask = np.asarray(state["z"]), np.asarray(batch.data["mask"])[:, nlags:]
-    frequencies = get_frequencies(z, mask, num_states=30)
+    frequencies = get_frequencies(z, mask, num_states=num_states)
     durations = get_durations(z, mask)
     used = int(np.sum(frequencies > 0.01))
     print(f"  {used} syllables above 1% usage; median duration {np.median(durations):.0f} "
@@ -85,8 +86,8 @@ def real_clip_demo() -> None:
     results = results_per_recording(state, batch.data, nlags, marginals=marginals, batch=batch)
     save_results_h5(OUTPUT / "results.h5", results, {"fps": 30.0, "source": JABS_CLIP.name})
     save_results_csv(OUTPUT / "csv", results)
-    report = write_report(OUTPUT / "report", trace, state, batch.data, nlags, batch=batch,
-                          fps=30.0)
+    report = write_report(OUTPUT / "report", results, num_states, nlags, trace=trace, fps=30.0,
+                          keypoints=moseq.io.unbatch(batch.data["Y"], batch))
     print(f"  results: {OUTPUT / 'results.h5'}, {OUTPUT / 'csv'}/; report: {report}")
 
 

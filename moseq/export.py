@@ -35,47 +35,20 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 
 import h5py
 import numpy as np
-from jaxtyping import Float, Int
+from jaxtyping import Float
 
+from moseq._atomic import atomic_path
+from moseq._version import __version__
 from moseq.io import Batch, unbatch
-from moseq.ops import get_frequencies
+from moseq.ops.labels import pad_to_frames, relabel_by_frequency
 
 FORMAT = "moseq-results"
 FORMAT_VERSION = 1
 FIELDS = ("frame", "syllable", "syllable_probability", "latent_state", "centroid", "heading")
-
-
-def relabel_by_frequency(
-    z: Int[np.ndarray, "N t"], mask: Float[np.ndarray, "N T"], num_states: int,
-    runlength: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Relabel syllables so that 0 is the most used, 1 the next, and so on.
-
-    Usage counts the valid frames of `z` (`mask` is aligned with the end of `z`, as in
-    `moseq.ops.get_frequencies`), per run (`runlength=True`, keypoint-moseq's default) or per
-    frame. Ties keep the lower label first; unused states come last.
-
-    Returns:
-        `(z_relabelled, permutation)`: `permutation[new] = old`, so
-        `z_relabelled == argsort(permutation)[z]`, and state arrays follow as
-        `pi[permutation][:, permutation]`, `betas[permutation]`, `Ab[permutation]`,
-        `marginals[..., permutation]`.
-    """
-    z = np.asarray(z)
-    usage = get_frequencies(z, mask, num_states=num_states, runlength=runlength)
-    permutation = np.argsort(-usage, kind="stable")
-    return np.argsort(permutation)[z], permutation
-
-
-def pad_to_frames(values, nlags: int) -> np.ndarray:
-    """`values (N, T - nlags, ...)` padded at the front to `(N, T, ...)` by repeating entry 0."""
-    values = np.asarray(values)
-    return np.concatenate([np.repeat(values[:, :1], nlags, axis=1), values], axis=1)
 
 
 def results_per_recording(
@@ -170,16 +143,9 @@ def save_results_h5(path: str | os.PathLike, results: Mapping[str, Mapping[str, 
     are scalars, strings, arrays, lists, or dicts of those (flattened with "."); None values
     are skipped.
     """
-    from moseq import __version__
-
-    path = os.fspath(path)
     for name in results:
         _check_name(name)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".moseq-", suffix=".h5.tmp")
-    os.close(handle)
-    try:
+    with atomic_path(path, suffix=".h5.tmp") as temporary:
         with h5py.File(temporary, "w") as file:
             file.attrs["format"] = FORMAT
             file.attrs["format_version"] = FORMAT_VERSION
@@ -190,10 +156,6 @@ def save_results_h5(path: str | os.PathLike, results: Mapping[str, Mapping[str, 
                 group = file.create_group(name)
                 for field, value in table.items():
                     group.create_dataset(field, data=np.asarray(value))
-        os.replace(temporary, path)
-    except BaseException:
-        os.remove(temporary)
-        raise
 
 
 def load_results_h5(path: str | os.PathLike) -> tuple[dict[str, dict[str, np.ndarray]], dict]:

@@ -7,8 +7,9 @@ follows the extension: .png, .pdf, .svg, ...).
 
 Syllables `z (N, T - nlags)` and frame masks `mask (N, T)` are aligned at their ends, as
 everywhere in moseq (`z[:, i]` labels frame `i + nlags`); `nlags` is read from the shapes.
-Plot relabelled syllables (`moseq.export.relabel_by_frequency`) so that labels agree with the
-exported results; `write_report` does.
+`write_report` draws the exported per-recording results (`moseq.export.results_per_recording`),
+whose syllables are relabelled by frequency; relabel `z` the same way
+(`moseq.ops.labels.relabel_by_frequency`) before plotting it, so that the labels agree.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ from jaxtyping import Float, Int
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch
 
-from moseq.export import pad_to_frames, relabel_by_frequency
-from moseq.io import Batch, unbatch
 from moseq.ops import count_transitions, get_durations, get_frequencies
 from moseq.ops.geometry import align_egocentric, inverse_rigid_transform
+from moseq.ops.labels import pad_to_frames
 
 Path = str | os.PathLike | None
 
@@ -306,25 +306,29 @@ def plot_syllable_trajectories(
     return _finish(fig, path)
 
 
-def write_report(folder: str | os.PathLike, trace: Mapping[str, np.ndarray] | None,
-                 state: Mapping, data: Mapping, nlags: int, names: Sequence[str] | None = None,
-                 batch: Batch | None = None, fps: float | None = None,
+def write_report(folder: str | os.PathLike, results: Mapping[str, Mapping[str, np.ndarray]],
+                 num_states: int, nlags: int, *, trace: Mapping[str, np.ndarray] | None = None,
+                 fps: float | None = None, keypoints: Mapping[str, np.ndarray] | None = None,
                  edges: Sequence[tuple[int, int]] = (), image_format: str = "png",
                  min_frequency: float = 0.005) -> str:
     """Save the figures of a fit and a report that shows them, `report.md` and `report.html`.
 
-    Syllables are relabelled by frequency first (0 = most used), as in
-    `moseq.export.results_per_recording`. Figures: progress (when `trace` is given), usage,
-    durations, transition graph, ethogram (one row per recording, stitched with `batch` when
-    given) and, when `data` has keypoints `Y`, the syllables' mean pose trajectories (aligned
-    with the state's centroid `v` and heading `h` when present).
+    Figures: progress (when `trace` is given), usage, durations, transition graph, ethogram
+    (one row per recording) and, with `keypoints`, the syllables' mean pose trajectories
+    (aligned with the results' centroid and heading when present).
 
     Args:
         folder: where the report and images go (created if needed).
+        results: `{recording: table}` from `moseq.export.results_per_recording` (syllables
+            relabelled by frequency, 0 = most used); uses `frame`, `syllable` and, for the
+            trajectories, `centroid` and `heading`.
+        num_states: the model's number of states.
+        nlags: the AR order; the first `nlags` frames of a recording only repeat its first
+            syllable, so usage, durations and transitions leave them out.
         trace: the scheduler's trace (`{"log_joint": (S,), ...}`), or None.
-        state, data, nlags: the fitted state, its data and the AR order.
-        names: row names when no `batch` is given.
         fps: frames per second, for durations in seconds.
+        keypoints: `{recording: (T_name, k, d)}` keypoints, e.g.
+            `moseq.io.unbatch(batch.data["Y"], batch)`, for the trajectory figure.
         edges: keypoint index pairs for the trajectory plots.
         image_format: "png", "pdf" or "svg" (the HTML report shows png and svg inline).
         min_frequency: usage (fraction of frames) above which a syllable counts as "used" in
@@ -334,19 +338,17 @@ def write_report(folder: str | os.PathLike, trace: Mapping[str, np.ndarray] | No
         The path of `report.md`.
     """
     os.makedirs(folder, exist_ok=True)
-    mask = np.asarray(data["mask"])
-    num_states = int(np.shape(state["pi"])[0]) if "pi" in state else None
-    z = np.asarray(state["z"])
-    z, _ = relabel_by_frequency(z, mask, num_states or int(z.max()) + 1)
-    num_states = num_states or int(z.max()) + 1
-
-    frame_labels = pad_to_frames(z, nlags).astype(float)
-    frame_labels[mask <= 0] = np.nan
-    if batch is not None:
-        per_recording = unbatch(frame_labels, batch)
-    else:
-        names = [f"recording{row}" for row in range(len(z))] if names is None else names
-        per_recording = dict(zip(names, frame_labels, strict=True))
+    tables, frames = list(results.values()), [table["frame"] for table in results.values()]
+    # A recording's frames: its keypoints', else up to its last kept frame.
+    lengths = [len(keypoints[name]) if keypoints is not None else
+               int(kept[-1]) + 1 if len(kept) else 0
+               for name, kept in zip(results, frames, strict=True)]
+    num_frames = max(lengths, default=0)
+    labels = _on_frames([table["syllable"] for table in tables], frames, num_frames)
+    mask = _on_frames([np.ones(len(kept)) for kept in frames], frames, num_frames)
+    z = labels[:, nlags:]
+    per_recording = {name: np.where(kept > 0, row, np.nan)[:length] for name, row, kept, length
+                     in zip(results, labels, mask, lengths, strict=True)}
 
     figures = []
 
@@ -366,10 +368,13 @@ def write_report(folder: str | os.PathLike, trace: Mapping[str, np.ndarray] | No
         plot_transition_graph(z, mask, num_states=num_states))
     add("ethogram", "Syllables over time in each recording (blank: masked frames).",
         plot_ethogram(per_recording, num_states=num_states, fps=fps))
-    if "Y" in data:
+    if keypoints is not None:
+        Y = _on_frames([keypoints[name] for name in results],
+                       [np.arange(length) for length in lengths], num_frames)
+        aligned = {field: _on_frames([table[field] for table in tables], frames, num_frames)
+                   for field in ("centroid", "heading") if all(field in t for t in tables)}
         add("trajectories", "Average egocentric pose trajectory around each syllable's onset.",
-            plot_syllable_trajectories(data["Y"], z, mask, centroid=state.get("v"),
-                                       heading=state.get("h"), edges=edges))
+            plot_syllable_trajectories(Y, labels, mask, edges=edges, **aligned))
 
     frame_usage = get_frequencies(z, mask, num_states=num_states, runlength=False)
     median_duration = float(np.median(get_durations(z, mask)))
@@ -417,6 +422,17 @@ def _html_section(filename: str, caption: str) -> str:
     else:
         figure = f'<a href="{source}">{source}</a>'
     return f"<h2>{html.escape(title)}</h2><p>{caption}</p>{figure}"
+
+
+def _on_frames(values: Sequence[np.ndarray], frames: Sequence[np.ndarray], num_frames: int
+               ) -> np.ndarray:
+    """One row per recording, `values[r] (len(frames[r]), ...)` at frames `frames[r]` of row
+    r and 0 elsewhere: `(R, num_frames, ...)`."""
+    first = np.asarray(values[0])
+    rows = np.zeros((len(values), num_frames, *first.shape[1:]), dtype=first.dtype)
+    for row, (value, where) in enumerate(zip(values, frames, strict=True)):
+        rows[row, where] = value
+    return rows
 
 
 def _finish(fig: Figure, path: Path) -> Figure:

@@ -22,6 +22,7 @@ from moseq.models import (
     keypoint_slds,
     parameters,
     slds,
+    staged_init,
     syllable_marginals,
     with_kappa,
 )
@@ -147,6 +148,52 @@ def test_fit_staged_is_two_runs_with_folded_keys(separated):
         np.testing.assert_array_equal(state[name], manual[name], err_msg=name)
     again, _ = fit_staged(MODEL, 5, data, **kwargs)
     np.testing.assert_array_equal(again["z"], state["z"])
+
+
+def assert_same_fit(fit, expected):
+    (state, trace), (expected_state, expected_trace) = fit, expected
+    assert set(state) == set(expected_state) and set(trace) == set(expected_trace)
+    for name, value in expected_state.items():
+        np.testing.assert_array_equal(state[name], value, err_msg=name)
+    for name, value in expected_trace.items():
+        np.testing.assert_array_equal(trace[name], value, err_msg=name)
+
+
+def test_fit_staged_resumed_at_any_sweep_is_the_uninterrupted_fit(separated):
+    """From the state and trace of any chunk's end (AR-only stage, the switch, full stage,
+    the end), the fit continues bit for bit; raising full_sweeps extends a finished fit."""
+    data, _ = separated
+    kwargs = dict(ar_sweeps=3, full_sweeps=4, ar_kappa=1e6, full_kappa=1e2, chunk_size=1,
+                  progress=False)
+    seen = {}
+
+    def keep(sweeps_done, state, trace):
+        seen[sweeps_done] = (state, trace)
+
+    uninterrupted = fit_staged(MODEL, 5, data, callbacks=[keep], **kwargs)
+    assert sorted(seen) == list(range(1, 8))
+    # Callbacks see the trace of the whole fit so far, and so its stage.
+    for sweeps_done, (_, trace) in seen.items():
+        assert list(trace["stage"]) == (["ar"] * 3 + ["full"] * 4)[:sweeps_done]
+        np.testing.assert_array_equal(trace["log_joint"],
+                                      uninterrupted[1]["log_joint"][:sweeps_done])
+    for start in (1, 2, 3, 4, 6, 7):
+        state, trace = seen[start]
+        resumed = fit_staged(MODEL, 5, data, state=state, start_sweep=start, trace=trace,
+                             **kwargs)
+        assert_same_fit(resumed, uninterrupted)
+    started = fit_staged(MODEL, 5, data, state=staged_init(MODEL, 5, data, ar_kappa=1e6),
+                         **kwargs)
+    assert_same_fit(started, uninterrupted)
+
+    short = fit_staged(MODEL, 5, data, **{**kwargs, "full_sweeps": 2})
+    extended = fit_staged(MODEL, 5, data, state=short[0], start_sweep=5, trace=short[1],
+                          **kwargs)
+    assert_same_fit(extended, uninterrupted)
+    with pytest.raises(ValueError, match="full_sweeps` to at least 5"):
+        fit_staged(MODEL, 5, data, state=short[0], start_sweep=8, **kwargs)
+    with pytest.raises(ValueError, match="state"):
+        fit_staged(MODEL, 5, data, start_sweep=2, **kwargs)
 
 
 def test_fit_staged_rejects_what_it_sets(separated):

@@ -4,6 +4,7 @@ once)."""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from moseq import cli, pipeline
 from moseq.export import FIELDS, load_results_h5
 from moseq.pipeline import Checkpoint, Config, ConfigError
+from moseq.pipeline._files import _data_hash
 
 DLC = Path(__file__).parent / "data" / "dlc_openfield_mouse"
 DLC_CSV = DLC / "openfield_dlc_inference_example.csv"
@@ -108,7 +110,7 @@ def test_resume_refuses_a_changed_config_or_data(tmp_path):
     old["fitting"]["seed"] = 99
     old["fitting"]["full_sweeps"] = 1  # may change on resume: not named
     pipeline.save_checkpoint(project / "checkpoint.npz", Checkpoint(
-        2, {}, {}, old, Config.from_dict(old).chain_hash(), pipeline._data_hash(batch)))
+        2, {}, {}, old, Config.from_dict(old).chain_hash(), _data_hash(batch)))
     with pytest.raises(FileExistsError, match="sweep 2.*--resume"):
         pipeline.fit(project)
     with pytest.raises(ConfigError) as error:
@@ -118,6 +120,17 @@ def test_resume_refuses_a_changed_config_or_data(tmp_path):
         2, {}, {}, config.to_dict(), config.chain_hash(), "another data hash"))
     with pytest.raises(ValueError, match="data differ"):
         pipeline.fit(project, resume=True)
+
+
+def test_progress_bar_names_the_stage_of_the_trace():
+    stream = io.StringIO()
+    bar = pipeline.ProgressBar(4, stream=stream)
+    bar.begin("ar", 0)
+    for done, stages in ((2, ["ar"] * 2), (4, ["ar"] * 2 + ["full"] * 2)):
+        bar(done, {}, {"log_joint": -np.arange(done, dtype=float), "stage": np.array(stages)})
+    lines = stream.getvalue().splitlines()
+    assert [line.split()[2:4] for line in lines] == [["2/4", "ar"], ["4/4", "full"]]
+    assert lines[-1].endswith("log joint -3")
 
 
 def test_precision_is_the_configs(tmp_path):
@@ -168,6 +181,7 @@ def test_fit_is_fit_staged(fitted):
     for name, value in state.items():
         np.testing.assert_array_equal(checkpoint.state[name], value, err_msg=name)
     np.testing.assert_array_equal(checkpoint.trace["log_joint"], trace["log_joint"])
+    np.testing.assert_array_equal(checkpoint.trace["stage"], trace["stage"])
 
 
 class Killed(Exception):

@@ -13,9 +13,11 @@ import pytest
 matplotlib.use("Agg")
 
 from moseq import viz  # noqa: E402
+from moseq.export import results_per_recording  # noqa: E402
 from moseq.io import Batch  # noqa: E402
-from moseq.ops import batching  # noqa: E402
+from moseq.ops import batching, get_durations, get_frequencies  # noqa: E402
 from moseq.ops.geometry import rigid_transform  # noqa: E402
+from moseq.ops.labels import relabel_by_frequency  # noqa: E402
 
 NLAGS = 2
 TEMPLATES = {  # egocentric pose (4 keypoints, 2-D) of each syllable; the nose is along +x
@@ -194,11 +196,18 @@ def image_references(text, pattern):
     return re.findall(pattern, text)
 
 
+def report_inputs(state, data):
+    """The per-recording results and keypoints `write_report` takes, of a fit without batch."""
+    results = results_per_recording(state, data, NLAGS)
+    return results, dict(zip(results, data["Y"], strict=True))
+
+
 def test_write_report_saves_figures_and_references_them(tmp_path, fit):
     state, data = fit
     trace = {"log_joint": np.linspace(-500, -100, 30), "median_duration": np.linspace(3, 9, 30)}
-    report = viz.write_report(tmp_path / "report", trace, state, data, NLAGS, fps=30,
-                              edges=[(0, 1), (1, 2), (2, 3)])
+    results, keypoints = report_inputs(state, data)
+    report = viz.write_report(tmp_path / "report", results, 4, NLAGS, trace=trace, fps=30,
+                              keypoints=keypoints, edges=[(0, 1), (1, 2), (2, 3)])
     folder = tmp_path / "report"
     assert report == os.path.join(folder, "report.md")
     expected = {"progress.png", "usage.png", "durations.png", "transition_graph.png",
@@ -222,8 +231,8 @@ def test_write_report_with_a_batch_and_pdf_figures(tmp_path):
     z_rows, mask, (keys, bounds) = batching.batch(labels, seg_length=20, seg_overlap=5)
     batch = Batch({"mask": mask}, keys, bounds, ("a", "b"), np.array([0]), np.array([1]))
     state = {"z": z_rows[:, NLAGS:], "pi": np.full((3, 3), 1 / 3)}
-    report = viz.write_report(tmp_path, None, state, {"mask": mask}, NLAGS, batch=batch,
-                              image_format="pdf")
+    results = results_per_recording(state, {"mask": mask}, NLAGS, batch=batch)
+    report = viz.write_report(tmp_path, results, 3, NLAGS, image_format="pdf")
     markdown = open(report).read()
     expected = {"usage.pdf", "durations.pdf", "transition_graph.pdf", "ethogram.pdf"}
     assert set(image_references(markdown, r"!\[[^\]]*\]\(([^)]+)\)")) == expected
@@ -232,3 +241,22 @@ def test_write_report_with_a_batch_and_pdf_figures(tmp_path):
     assert set(image_references(html, r'<a href="([^"]+)"')) == expected
     for name in expected:
         assert_saved(tmp_path / name)
+
+
+def test_write_report_numbers_are_those_of_the_relabelled_rows(tmp_path, fit):
+    """The summary of the per-recording results is that of the model's rows `z (N, T - nlags)`
+    relabelled by frequency, with their mask: the report's numbers do not depend on whether
+    it is drawn from rows or from recordings."""
+    state, data = fit
+    results, keypoints = report_inputs(state, data)
+    report = viz.write_report(tmp_path, results, 4, NLAGS, keypoints=keypoints, fps=30)
+    markdown = open(report).read()
+    z, _ = relabel_by_frequency(state["z"], data["mask"], 4)
+    median = float(np.median(get_durations(z, data["mask"])))
+    usage = get_frequencies(z, data["mask"], num_states=4, runlength=False)
+    for key, value in [("recordings", "3"), ("frames (unmasked)", str(int(data["mask"].sum()))),
+                       ("syllables used (any frame)", str(int((usage > 0).sum()))),
+                       ("syllables used (>= 0.5% of frames)", str(int((usage >= 0.005).sum()))),
+                       ("median syllable duration (frames)", f"{median:g}"),
+                       ("median syllable duration (s)", f"{median / 30:.3g}")]:
+        assert f"| {key} | {value} |" in markdown, key

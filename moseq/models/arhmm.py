@@ -11,7 +11,11 @@ from moseq.core import GibbsScheduler
 def arhmm_blocks(latent_dim: int, *, num_states: int = 100, nlags: int = 3, alpha: float = 5.7,
                  kappa: float = 1e6, gamma: float = 1e3, S_0_scale: float = 0.01,
                  K_0_scale: float = 10.0, transitions: str = "hdp", beta: float = 1.0):
-    """(transitions, dynamics, states): the AR-HMM blocks every MoSeq model starts with."""
+    """(transitions, dynamics, states): the AR-HMM blocks every MoSeq model starts with.
+
+    The defaults are keypoint-MoSeq's, and those of the blocks' own fields; the pipeline's
+    config (`moseq.pipeline.ModelConfig`) reads them from here.
+    """
     if transitions == "hdp":
         transition_block = HDPTransitions(num_states, alpha=alpha, kappa=kappa, gamma=gamma)
     elif transitions == "sticky_dir":
@@ -30,8 +34,8 @@ def arhmm(latent_dim: int, *, mesh: Mesh | None = None, **hyperparameters
     Each sweep resamples the transitions (`betas`, `pi` with `transitions="hdp"`, or `pi`
     alone with `"sticky_dir"` and concentration `beta`), then the AR parameters (`Ab`, `Q`),
     then the state sequences `z` (N, T - nlags), where z[:, i] labels frame i + nlags.
-    Hyperparameters (keywords of `arhmm_blocks`) default to the established MoSeq values:
-    num_states 100, nlags 3, alpha 5.7, kappa 1e6, gamma 1e3, S_0_scale 0.01, K_0_scale 10.
+    Hyperparameters (keywords of `arhmm_blocks`) default to the established MoSeq values
+    (see its signature).
     Pass `mesh` (a `jax.sharding.Mesh` with a "batch" axis) to spread recordings over devices.
     """
     return GibbsScheduler(arhmm_blocks(latent_dim, **hyperparameters), data_keys=("x", "mask"),

@@ -5,7 +5,7 @@ kappa scan that calibrates stickiness to a target syllable duration."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import equinox as eqx
 import jax
@@ -22,8 +22,10 @@ from moseq.ops.sequences import get_durations
 
 _AR_HMM_TYPES = (HDPTransitions, StickyDirTransitions, StateLikelihoods, HMMStates)
 
-# Keys of one fit, folded from the user's key: init, AR-only stage, full stage.
-_INIT, _AR_STAGE, _FULL_STAGE = 0, 1, 2
+# Keys folded from the caller's key, named for what they key.
+_STAGED_INIT, _AR_STAGE, _FULL_STAGE = 0, 1, 2  # fit_staged: init, AR-only stage, full stage
+_APPLY_INIT, _APPLY_SWEEPS = 0, 1  # apply_model: init of the per-recording variables, sweeps
+_SCAN_INIT, _SCAN_SWEEPS = 0, 1  # kappa_scan: the start every kappa shares, its sweeps
 
 
 def _check_model(model) -> GibbsScheduler:
@@ -109,11 +111,22 @@ def _check_run_kwargs(run_kwargs: Mapping, function: str, owned: Sequence[str]) 
         raise TypeError(f"{function} sets {clash} itself; drop them from its keyword arguments.")
 
 
+def staged_init(model: GibbsScheduler, key, data: Mapping[str, Array], *,
+                ar_kappa: float | None = None) -> State:
+    """The state a staged fit starts from: `model.init(fold_in(key, 0), data)` with the
+    AR-only stage's kappa (`ar_kappa`; None keeps the model's). `fit_staged` starts here
+    unless given a `state`; call it to keep (e.g. checkpoint) the start before any sweep."""
+    _check_model(model)
+    return _maybe_kappa(model, ar_kappa).init(jax.random.fold_in(as_key(key), _STAGED_INIT),
+                                              data)
+
+
 def fit_staged(model: GibbsScheduler, key, data: Mapping[str, Array], *, ar_sweeps: int = 50,
                full_sweeps: int = 500, ar_kappa: float | None = None,
                full_kappa: float | None = None, state: State | None = None,
-               ar_frozen: Sequence[str] | None = None, **run_kwargs
-               ) -> tuple[State, dict[str, np.ndarray]]:
+               start_sweep: int = 0, trace: Mapping[str, np.ndarray] | None = None,
+               ar_frozen: Sequence[str] | None = None, callbacks: Sequence[Callable] = (),
+               **run_kwargs) -> tuple[State, dict[str, np.ndarray]]:
     """Staged fit: `ar_sweeps` of the AR-only stage, then `full_sweeps` of the full model.
 
     The AR-only stage runs the same scheduler with the observation-side blocks frozen
@@ -123,34 +136,70 @@ def fit_staged(model: GibbsScheduler, key, data: Mapping[str, Array], *, ar_swee
     1e6 for the AR-only stage, about 1e4 for the full model); None keeps the model's.
 
     Keys: init, stage 1 and stage 2 use `fold_in(key, 0)`, `fold_in(key, 1)` and
-    `fold_in(key, 2)`, so a fit is reproducible. Sweeps are numbered on across the stages
-    (the full stage starts at `start_sweep=ar_sweeps`). `state` starts from a given state
-    instead of `model.init`. Other keywords go to `model.run` (chunk_size, summaries,
-    callbacks, progress).
+    `fold_in(key, 2)`, and sweep s of a stage `fold_in(stage_key, s)`, with sweeps numbered
+    on across the stages (the full stage starts at sweep `ar_sweeps`). So the fit is
+    reproducible, and resumable bit for bit: given the `state` after sweep `start_sweep - 1`
+    (and, to continue the trace, `trace` of sweeps 0 .. start_sweep - 1), it continues in the
+    AR-only stage (`start_sweep < ar_sweeps`), at the switch (`start_sweep == ar_sweeps`) or
+    in the full stage, and a finished fit is extended by raising `full_sweeps`. With
+    `start_sweep` 0, a given `state` replaces `staged_init(model, key, data, ar_kappa=...)`.
 
-    Returns the final state and the trace of both stages concatenated, with `trace["stage"]`
-    ("ar" or "full") per sweep. The log joint is that of the stage's model (its kappa).
-    Continue the fit with `with_kappa(model, full_kappa).run(...)`.
+    `callbacks`: `fn(sweeps_done, state, trace)` after each chunk of either stage, `trace`
+    that of the whole fit so far (as returned), so `trace["stage"][-1]` is the stage. Other
+    keywords go to `model.run` (chunk_size, summaries, progress).
+
+    Returns the final state and the trace (the given `trace`, then every sweep run), with
+    `trace["stage"]` ("ar" or "full") per sweep. The log joint is that of the stage's model
+    (its kappa).
     """
     _check_model(model)
     ar_sweeps = _check_sweeps("ar_sweeps", ar_sweeps)
     full_sweeps = _check_sweeps("full_sweeps", full_sweeps)
-    _check_run_kwargs(run_kwargs, "fit_staged", ("frozen", "start_sweep"))
+    start_sweep = _check_sweeps("start_sweep", start_sweep)
+    total = ar_sweeps + full_sweeps
+    if start_sweep > total:
+        raise ValueError(f"`start_sweep` ({start_sweep}) is beyond ar_sweeps + full_sweeps = "
+                         f"{total}; raise `full_sweeps` to at least {start_sweep - ar_sweeps}.")
+    if start_sweep and state is None:
+        raise ValueError("`start_sweep` > 0 resumes a fit: pass the `state` after sweep "
+                         "start_sweep - 1 (and its `trace`).")
+    _check_run_kwargs(run_kwargs, "fit_staged", ("frozen",))
     ar_frozen = ar_only_frozen(model) if ar_frozen is None else ar_frozen  # run checks it
     key = as_key(key)
-    ar_model, full_model = _maybe_kappa(model, ar_kappa), _maybe_kappa(model, full_kappa)
     if state is None:
-        state = ar_model.init(jax.random.fold_in(key, _INIT), data)
-    state, ar_trace = ar_model.run(jax.random.fold_in(key, _AR_STAGE), data, state, ar_sweeps,
-                                   frozen=ar_frozen, **run_kwargs)
-    state, full_trace = full_model.run(jax.random.fold_in(key, _FULL_STAGE), data, state,
-                                       full_sweeps, start_sweep=ar_sweeps, **run_kwargs)
-    traces = [(t, stage) for t, stage in ((ar_trace, "ar"), (full_trace, "full")) if t]
-    trace = {name: np.concatenate([t[name] for t, _ in traces]) for name in
-             (traces[0][0] if traces else {})}
-    trace["stage"] = np.concatenate([np.full(len(t["log_joint"]), stage, dtype="<U4")
-                                     for t, stage in traces] or [np.zeros(0, "<U4")])
-    return state, trace
+        state = staged_init(model, key, data, ar_kappa=ar_kappa)
+    traces = [trace or {}]
+    stages = (("ar", _maybe_kappa(model, ar_kappa), _AR_STAGE, 0, ar_sweeps, ar_frozen),
+              ("full", _maybe_kappa(model, full_kappa), _FULL_STAGE, ar_sweeps, total, None))
+    for stage, stage_model, fold, first, end, frozen in stages:
+        start = max(start_sweep, first)
+        if start >= end:
+            continue
+
+        def on_chunk(sweeps_done, chunk_state, stage_trace, stage=stage, earlier=tuple(traces)):
+            whole = concat_traces([*earlier, _staged(stage_trace, stage)])
+            for callback in callbacks:
+                callback(sweeps_done, chunk_state, whole)
+
+        state, stage_trace = stage_model.run(
+            jax.random.fold_in(key, fold), data, state, end - start, start_sweep=start,
+            frozen=frozen, callbacks=[on_chunk] if callbacks else (), **run_kwargs)
+        traces.append(_staged(stage_trace, stage))
+    return state, concat_traces(traces)
+
+
+def _staged(trace: Mapping[str, np.ndarray], stage: str) -> dict[str, np.ndarray]:
+    """A stage's trace with `stage` per sweep."""
+    return {**trace, "stage": np.full(len(trace.get("log_joint", ())), stage, dtype="<U4")}
+
+
+def concat_traces(traces: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """`fit_staged` traces of consecutive sweeps, concatenated (empty ones skipped); of no
+    sweeps, `{"log_joint": (0,), "stage": (0,)}`."""
+    traces = [t for t in traces if len(t.get("log_joint", ()))]
+    if not traces:
+        return {"log_joint": np.zeros(0), "stage": np.zeros(0, "<U4")}
+    return {k: np.concatenate([np.asarray(t[k]) for t in traces]) for k in traces[0]}
 
 
 def _states_block(model: GibbsScheduler) -> HMMStates:
@@ -235,9 +284,9 @@ def apply_model(model: GibbsScheduler, key, data: Mapping[str, Array],
     _check_run_kwargs(run_kwargs, "apply_model", ("frozen", "start_sweep"))
     given = parameters(model, params)
     key = as_key(key)
-    state = model.init(jax.random.fold_in(key, _INIT), data, given=given)
+    state = model.init(jax.random.fold_in(key, _APPLY_INIT), data, given=given)
     frozen = global_frozen(model)
-    run_key = jax.random.fold_in(key, _AR_STAGE)
+    run_key = jax.random.fold_in(key, _APPLY_SWEEPS)
     averaged = min(marginal_sweeps, num_sweeps)
     state, trace = model.run(run_key, data, state, num_sweeps - averaged, frozen=frozen,
                              **run_kwargs)
@@ -318,9 +367,9 @@ def kappa_scan(model: GibbsScheduler, key, data: Mapping[str, Array], kappas: Se
     rows = []
     for kappa in kappas:
         scanned = with_kappa(model, kappa)
-        start = state if state is not None else scanned.init(jax.random.fold_in(key, _INIT),
-                                                             data)
-        fitted, trace = scanned.run(jax.random.fold_in(key, _AR_STAGE), data, start,
+        start = state if state is not None else scanned.init(
+            jax.random.fold_in(key, _SCAN_INIT), data)
+        fitted, trace = scanned.run(jax.random.fold_in(key, _SCAN_SWEEPS), data, start,
                                     num_sweeps, frozen=frozen, **run_kwargs)
         z = np.asarray(fitted["z"])
         durations = get_durations(z, mask)

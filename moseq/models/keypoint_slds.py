@@ -59,8 +59,9 @@ def keypoint_slds(
     `x` (Kalman FFBS), heading `h`, centroid `v`, noise scales `s`. For the AR-only stage
     run with `frozen=AR_ONLY_FROZEN` (see `moseq.models.fit_staged`).
 
-    `hyperparameters` are those of `moseq.models.arhmm` (num_states 100, nlags 3,
-    alpha 5.7, kappa 1e6, gamma 1e3, S_0_scale 0.01, K_0_scale 10, transitions, beta).
+    `hyperparameters` are the keywords of `moseq.models.arhmm_blocks` (num_states, nlags,
+    alpha, kappa, gamma, S_0_scale, K_0_scale, transitions, beta). Defaults, here and there,
+    are keypoint-MoSeq's; the pipeline's config reads them from these signatures.
     `num_keypoints` is needed only to simulate without giving `Cd`.
     """
     transitions, dynamics, states = arhmm_blocks(latent_dim, **hyperparameters)

@@ -1,0 +1,93 @@
+"""`apply`: a fitted model applied to new recordings."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moseq.models.fitting import apply_model
+from moseq.pipeline._files import CSV_DIR, RESULTS_NAME, load_model
+from moseq.pipeline._progress import ProgressBar
+from moseq.pipeline._project import _fps, _metadata, build_model, load_data
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplyResult:
+    """What `apply` returns: the per-recording results (`moseq.export` tables), the
+    `moseq.models.AppliedModel`, the batch, and the paths written."""
+
+    results: dict
+    applied: Any
+    batch: Any
+    paths: dict
+
+
+def apply(project_or_model, paths: Sequence[str] | str, output: str | os.PathLike | None = None,
+          *, keypoints: Sequence[str] | Mapping[str, str] | None = None,
+          num_sweeps: int | None = None, progress: bool = True) -> ApplyResult:
+    """Apply a fitted model (`PROJECT/model.npz`) to recordings: its parameters fixed, the
+    syllables, latents, heading and centroid of the new recordings sampled.
+
+    Args:
+        project_or_model: a project folder or a `model.npz`.
+        paths: the recordings' files or folders (read with the fit's `data` options).
+        output: folder for `results.h5` and `csv/` (default `PROJECT/applied`).
+        keypoints: when the new files name keypoints differently: a list of their names in
+            the order of the model's keypoints, or a dict `{name in file: model name}`.
+        num_sweeps: sweeps (default: the config's `apply.num_sweeps`).
+        progress: draw a progress bar on stderr.
+    """
+    import jax
+
+    import moseq.export
+
+    source = Path(project_or_model)
+    fitted = load_model(source)
+    config = fitted.config
+    project = source if source.is_dir() else source.parent
+    output = Path(output) if output is not None else project / "applied"
+    paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    names = list(fitted.keypoint_names)
+    if keypoints is None:
+        in_file = names
+    elif isinstance(keypoints, Mapping):
+        inverse = {model_name: file_name for file_name, model_name in keypoints.items()}
+        missing = [n for n in names if n not in inverse]
+        if missing:
+            raise ValueError(f"`keypoints` maps no file keypoint to the model's {missing}; the "
+                             f"model's keypoints are {names}.")
+        in_file = [inverse[n] for n in names]
+    else:
+        in_file = list(keypoints)
+        if len(in_file) != len(names):
+            raise ValueError(f"`keypoints` must name {len(names)} keypoints of the files, in the "
+                             f"order of the model's {names}; got {in_file}.")
+    num_sweeps = config.apply.num_sweeps if num_sweeps is None else num_sweeps
+    marginal_sweeps = min(config.apply.marginal_sweeps, max(num_sweeps, 1))
+    with jax.enable_x64(config.fitting.float64):
+        batch, recordings = load_data(config, paths=paths, keypoints=in_file, rename=names)
+        model = build_model(config, batch)
+        bar = ProgressBar(num_sweeps) if progress else None
+        if bar is not None:
+            bar.begin("apply", 0)
+        applied = apply_model(model, config.apply.seed, batch.data, fitted.params, num_sweeps,
+                              marginal_sweeps=marginal_sweeps,
+                              chunk_size=config.fitting.chunk_size, progress=False,
+                              callbacks=[bar] if bar is not None else [])
+        state = {k: np.asarray(v) for k, v in applied.state.items()}
+        marginals = None if applied.marginals is None else np.asarray(applied.marginals)
+        results = moseq.export.results_per_recording(state, batch.data, config.model.nlags,
+                                                     marginals=marginals, batch=batch)
+    fps = config.data.fps or _fps(config, recordings) or fitted.fps
+    output.mkdir(parents=True, exist_ok=True)
+    moseq.export.save_results_h5(output / RESULTS_NAME, results, _metadata(
+        config, names, fps, applied_to=[os.fspath(p) for p in paths], apply_sweeps=num_sweeps))
+    moseq.export.save_results_csv(output / CSV_DIR, results)
+    return ApplyResult(results=results, applied=applied, batch=batch,
+                       paths={"results": str(output / RESULTS_NAME),
+                              "csv": str(output / CSV_DIR)})

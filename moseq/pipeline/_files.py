@@ -1,0 +1,136 @@
+"""The files of a project: atomic npz writes, `checkpoint.npz` and `model.npz`."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moseq._atomic import atomic_path
+from moseq._version import __version__
+from moseq.pipeline._config import Config
+
+CHECKPOINT_NAME = "checkpoint.npz"
+MODEL_NAME = "model.npz"
+RESULTS_NAME = "results.h5"
+CSV_DIR = "csv"
+REPORT_DIR = "report"
+CHECKPOINT_FORMAT = "moseq-checkpoint"
+MODEL_FORMAT = "moseq-model"
+FILE_FORMAT_VERSION = 1
+
+
+def _save_npz(path, arrays: Mapping[str, Any]) -> None:
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
+        np.savez(file, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def _load_npz(path, expected_format: str, what: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as file:
+            arrays = {k: file[k] for k in file.files}
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Cannot read {what} {os.fspath(path)!r}: {error}.") from None
+    if str(arrays.get("format", "")) != expected_format:
+        raise ValueError(f"{os.fspath(path)!r} is not a {what} (no format={expected_format!r}).")
+    return arrays
+
+
+def _split(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A fit's progress, as stored in `checkpoint.npz`.
+
+    Layout of the npz: `format` = "moseq-checkpoint", `format_version`, `moseq_version`,
+    `sweeps` (sweeps done, both stages counted), `config` (the config as JSON), `config_hash`
+    (`Config.chain_hash`), `data_hash` (of the stacked data arrays), `state/{variable}` (the
+    state after sweep `sweeps - 1`) and `trace/{name}` (per sweep: `log_joint`, `stage`).
+    """
+
+    sweeps: int
+    state: dict[str, np.ndarray]
+    trace: dict[str, np.ndarray]
+    config: dict
+    config_hash: str
+    data_hash: str
+
+
+def save_checkpoint(path, checkpoint: Checkpoint) -> None:
+    """Write `checkpoint` to `path` atomically (temporary file + `os.replace`)."""
+    arrays = {"format": CHECKPOINT_FORMAT, "format_version": FILE_FORMAT_VERSION,
+              "moseq_version": __version__, "sweeps": checkpoint.sweeps,
+              "config": json.dumps(checkpoint.config), "config_hash": checkpoint.config_hash,
+              "data_hash": checkpoint.data_hash}
+    arrays.update({f"state/{k}": v for k, v in checkpoint.state.items()})
+    arrays.update({f"trace/{k}": v for k, v in checkpoint.trace.items()})
+    _save_npz(path, arrays)
+
+
+def load_checkpoint(path) -> Checkpoint:
+    arrays = _load_npz(path, CHECKPOINT_FORMAT, "moseq checkpoint")
+    return Checkpoint(sweeps=int(arrays["sweeps"]), state=_split(arrays, "state/"),
+                      trace=_split(arrays, "trace/"), config=json.loads(str(arrays["config"])),
+                      config_hash=str(arrays["config_hash"]), data_hash=str(arrays["data_hash"]))
+
+
+@dataclasses.dataclass
+class FittedModel:
+    """What `model.npz` holds: the fitted global parameters (`moseq.models.parameters`), the
+    config of the fit, and the keypoints it was fitted on.
+
+    Layout of the npz: `format` = "moseq-model", `format_version`, `moseq_version`, `config`
+    (JSON), `keypoint_names`, `fps` (NaN when unknown), `params/{variable}` (e.g. betas, pi,
+    Ab, Q, Cd, sigmasq).
+    """
+
+    params: dict[str, np.ndarray]
+    config: Config
+    keypoint_names: tuple[str, ...]
+    fps: float | None
+
+
+def save_model(path, fitted: FittedModel) -> None:
+    arrays = {"format": MODEL_FORMAT, "format_version": FILE_FORMAT_VERSION,
+              "moseq_version": __version__, "config": json.dumps(fitted.config.to_dict()),
+              "keypoint_names": np.asarray(fitted.keypoint_names, dtype=str),
+              "fps": np.nan if fitted.fps is None else fitted.fps}
+    arrays.update({f"params/{k}": v for k, v in fitted.params.items()})
+    _save_npz(path, arrays)
+
+
+def load_model(path) -> FittedModel:
+    """Read `model.npz` (or `PROJECT/model.npz` when given a folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"No fitted model at {path}; run `moseq fit` first.")
+    arrays = _load_npz(path, MODEL_FORMAT, "moseq model")
+    config = Config.from_dict(json.loads(str(arrays["config"])), base_dir=path.parent.resolve(),
+                              source=str(path))
+    fps = float(arrays["fps"])
+    return FittedModel(params=_split(arrays, "params/"), config=config,
+                       keypoint_names=tuple(str(k) for k in arrays["keypoint_names"]),
+                       fps=None if math.isnan(fps) else fps)
+
+
+def _data_hash(batch) -> str:
+    """`Checkpoint.data_hash` of a `moseq.io.Batch`: its arrays, rows and keypoint names."""
+    digest = hashlib.sha256()
+    for key in sorted(batch.data):
+        value = np.ascontiguousarray(batch.data[key])
+        digest.update(f"{key}{value.dtype}{value.shape}".encode())
+        digest.update(value.tobytes())
+    digest.update(json.dumps([list(map(str, batch.keys)), np.asarray(batch.bounds).tolist(),
+                              list(batch.keypoint_names)]).encode())
+    return digest.hexdigest()

@@ -1,0 +1,196 @@
+"""`fit`: the checkpointed staged fit of a project, then its model, results and report."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moseq.models.fitting import (
+    concat_traces,
+    fit_staged,
+    parameters,
+    staged_init,
+    syllable_marginals,
+)
+from moseq.pipeline._config import RESUMABLE_KEYS, Config, ConfigError, _flat
+from moseq.pipeline._files import (
+    CHECKPOINT_NAME,
+    CSV_DIR,
+    MODEL_NAME,
+    REPORT_DIR,
+    RESULTS_NAME,
+    Checkpoint,
+    FittedModel,
+    _data_hash,
+    load_checkpoint,
+    save_checkpoint,
+    save_model,
+)
+from moseq.pipeline._progress import ProgressBar
+from moseq.pipeline._project import _fps, _metadata, _resolve_config, build_model, load_data
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """What `fit` returns: the final state, the trace of both stages (`log_joint`, `stage`),
+    the batch that was fitted, the project folder and the paths written."""
+
+    state: dict
+    trace: dict
+    batch: Any
+    project: Path
+    paths: dict
+
+
+def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
+        progress: bool = True, export: bool = True, report: bool = True,
+        callbacks: Sequence[Callable] = ()) -> FitResult:
+    """Fit the keypoint-SLDS of a project: the AR-only stage, then the full model, with
+    periodic atomic checkpoints; then save the model, the results and a report.
+
+    Args:
+        config_or_project: a project folder, a config file, or a `Config`.
+        resume: continue from `checkpoint.npz` (refused when a key that changes the chain
+            differs from the checkpoint's; `fitting.full_sweeps` may be raised to extend a
+            finished fit). Without a checkpoint, a new fit starts.
+        overwrite: start a new fit even though a checkpoint exists (it is replaced).
+        progress: draw a progress bar on stderr.
+        export: write `model.npz`, `results.h5` and `csv/`; report: write `report/`.
+        callbacks: extra `fn(sweeps_done, state, trace)` called after each chunk (after the
+            checkpoint); `trace` is that of the fit so far.
+
+    Returns:
+        A `FitResult`.
+    """
+    import jax
+
+    config, project = _resolve_config(config_or_project)
+    checkpoint_path = project / CHECKPOINT_NAME
+    if checkpoint_path.exists() and not (resume or overwrite):
+        done = load_checkpoint(checkpoint_path).sweeps
+        raise FileExistsError(
+            f"{checkpoint_path} holds a fit at sweep {done}; pass resume=True (`moseq fit "
+            "--resume`) to continue it, or overwrite=True (`--overwrite`) to start again.")
+    if resume and not checkpoint_path.exists() and progress:
+        print(f"No checkpoint at {checkpoint_path}; starting a new fit.", file=sys.stderr)
+    with jax.enable_x64(config.fitting.float64):
+        batch, recordings = load_data(config)
+        state, trace = _run_fit(config, batch, checkpoint_path, resume and
+                                checkpoint_path.exists(), progress, callbacks)
+        paths = {"checkpoint": str(checkpoint_path)}
+        if export or report:
+            paths.update(_write_outputs(config, project, batch, recordings, state, trace,
+                                        export=export, report=report))
+    return FitResult(state=state, trace=trace, batch=batch, project=project, paths=paths)
+
+
+def _changed_keys(old: Mapping, new: Mapping) -> list[str]:
+    old_flat, new_flat = _flat(old, RESUMABLE_KEYS), _flat(new, RESUMABLE_KEYS)
+    return sorted(k for k in set(old_flat) | set(new_flat) if old_flat.get(k) != new_flat.get(k))
+
+
+def _resumable(checkpoint_path: Path, config: Config, chain_hash: str, data_hash: str
+               ) -> Checkpoint:
+    """The checkpoint to resume from, refused when its config, data or sweep do not fit."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    if checkpoint.config_hash != chain_hash:
+        changed = _changed_keys(checkpoint.config, config.to_dict())
+        raise ConfigError(
+            f"Cannot resume {checkpoint_path}: the config changed since it was written, in "
+            f"{changed or 'keys that change the chain'}; restore them, or start a new fit "
+            f"with `--overwrite`. (Only {list(RESUMABLE_KEYS)} may change on resume.)")
+    if checkpoint.data_hash != data_hash:
+        raise ValueError(
+            f"Cannot resume {checkpoint_path}: the data differ from those it was fitted on "
+            "(files changed or added); restore them, or start a new fit with `--overwrite`.")
+    fitting = config.fitting
+    ar_sweeps, total = fitting.ar_sweeps, fitting.ar_sweeps + fitting.full_sweeps
+    if checkpoint.sweeps > total:
+        raise ConfigError(
+            f"{checkpoint_path} is at sweep {checkpoint.sweeps}, beyond ar_sweeps + "
+            f"full_sweeps = {total}; raise `fitting.full_sweeps` to at least "
+            f"{checkpoint.sweeps - ar_sweeps}.")
+    return checkpoint
+
+
+def _run_fit(config: Config, batch, checkpoint_path: Path, resume: bool, progress: bool,
+             callbacks: Sequence[Callable]):
+    """`fit_staged` from the start or from the checkpoint, writing a checkpoint every
+    `fitting.checkpoint_every` sweeps and at the end of each stage."""
+    fitting = config.fitting
+    model = build_model(config, batch)
+    ar_sweeps, total = fitting.ar_sweeps, fitting.ar_sweeps + fitting.full_sweeps
+    chain_hash, data_hash = config.chain_hash(), _data_hash(batch)
+    saved = {"sweeps": 0}
+
+    def save(sweeps_done, state, trace):
+        save_checkpoint(checkpoint_path, Checkpoint(
+            sweeps=int(sweeps_done), state={k: np.asarray(v) for k, v in state.items()},
+            trace=trace, config=config.to_dict(), config_hash=chain_hash, data_hash=data_hash))
+        saved["sweeps"] = sweeps_done
+
+    if resume:
+        checkpoint = _resumable(checkpoint_path, config, chain_hash, data_hash)
+        done, state, trace = checkpoint.sweeps, checkpoint.state, checkpoint.trace
+        saved["sweeps"] = done
+    else:
+        state = staged_init(model, fitting.seed, batch.data, ar_kappa=config.model.kappa_ar)
+        done, trace = 0, concat_traces([])
+        save(0, state, trace)
+
+    bar = ProgressBar(total) if progress else None
+    if bar is not None:
+        bar.begin("ar" if done < ar_sweeps else "full", done)
+
+    def on_chunk(sweeps_done, chunk_state, trace):
+        every = fitting.checkpoint_every
+        stage_ended = sweeps_done in (ar_sweeps, total)
+        if stage_ended or (every and sweeps_done // every > saved["sweeps"] // every):
+            save(sweeps_done, chunk_state, trace)
+        for callback in callbacks:
+            callback(sweeps_done, chunk_state, trace)
+        if bar is not None:
+            bar(sweeps_done, chunk_state, trace)
+
+    state, trace = fit_staged(
+        model, fitting.seed, batch.data, ar_sweeps=ar_sweeps, full_sweeps=fitting.full_sweeps,
+        ar_kappa=config.model.kappa_ar, full_kappa=config.model.kappa_full, state=state,
+        start_sweep=done, trace=trace, chunk_size=fitting.chunk_size, callbacks=[on_chunk],
+        progress=False)
+    return {k: np.asarray(v) for k, v in state.items()}, trace
+
+
+def _write_outputs(config: Config, project: Path, batch, recordings, state, trace, *,
+                   export: bool, report: bool) -> dict:
+    import moseq.export
+    import moseq.io
+    import moseq.viz
+
+    model = build_model(config, batch)
+    fps = _fps(config, recordings)
+    nlags = config.model.nlags
+    paths = {}
+    marginals = None
+    if export:
+        save_model(project / MODEL_NAME, FittedModel(
+            params={k: np.asarray(v) for k, v in parameters(model, state).items()},
+            config=config, keypoint_names=batch.keypoint_names, fps=fps))
+        marginals = np.asarray(syllable_marginals(model, batch.data, state)[0])
+    results = moseq.export.results_per_recording(state, batch.data, nlags,
+                                                 marginals=marginals, batch=batch)
+    if export:
+        moseq.export.save_results_h5(project / RESULTS_NAME, results,
+                                     _metadata(config, batch.keypoint_names, fps))
+        moseq.export.save_results_csv(project / CSV_DIR, results)
+        paths.update(model=str(project / MODEL_NAME), results=str(project / RESULTS_NAME),
+                     csv=str(project / CSV_DIR))
+    if report:
+        paths["report"] = moseq.viz.write_report(
+            project / REPORT_DIR, results, config.model.num_states, nlags, trace=trace,
+            fps=fps, keypoints=moseq.io.unbatch(batch.data["Y"], batch))
+    return paths
