@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from moseq.core import GibbsScheduler
 from moseq.core.scheduler import as_key
 from moseq.models import (
     AR_ONLY_FROZEN,
@@ -255,6 +256,18 @@ def test_apply_model_keeps_parameters_and_resamples_z(ambiguous):
     assert marginals.shape == (NUM_RECORDINGS, NUM_FRAMES - L, K)
     np.testing.assert_allclose(marginals.sum(-1), 1.0, rtol=1e-12)
     np.testing.assert_array_equal(result.syllables, marginals.argmax(-1))
+
+
+def test_apply_model_and_fit_staged_prepare_the_data_once(ambiguous, monkeypatch):
+    data, truth = ambiguous
+    prepared = []
+    original = GibbsScheduler.prepare_data
+    monkeypatch.setattr(GibbsScheduler, "prepare_data",
+                        lambda self, data: prepared.append(1) or original(self, data))
+    apply_model(MODEL, 3, data, truth, num_sweeps=3, marginal_sweeps=2, progress=False)
+    assert len(prepared) == 1
+    fit_staged(MODEL, 0, data, ar_sweeps=1, full_sweeps=1, ar_kappa=10.0, progress=False)
+    assert len(prepared) == 2
 
 
 def test_apply_model_finds_the_syllables_of_new_recordings(separated):

@@ -16,7 +16,7 @@ from jaxtyping import Array, Float, Int
 from moseq.blocks import HDPTransitions, HMMStates, StateLikelihoods, StickyDirTransitions
 from moseq.core import GibbsScheduler
 from moseq.core.block import GibbsBlock, State
-from moseq.core.scheduler import as_key
+from moseq.core.scheduler import PreparedData, as_key
 from moseq.ops._checks import check_positive
 from moseq.ops.sequences import get_durations
 
@@ -166,6 +166,7 @@ def fit_staged(model: GibbsScheduler, key, data: Mapping[str, Array], *, ar_swee
     _check_run_kwargs(run_kwargs, "fit_staged", ("frozen",))
     ar_frozen = ar_only_frozen(model) if ar_frozen is None else ar_frozen  # run checks it
     key = as_key(key)
+    data = model.prepare(data)  # once for both stages (they differ only in kappa)
     if state is None:
         state = staged_init(model, key, data, ar_kappa=ar_kappa)
     traces = [trace or {}]
@@ -218,15 +219,18 @@ def syllable_marginals(model: GibbsScheduler, data: Mapping[str, Array], state: 
     as in `state["z"]`. Mask frames with `data["mask"][:, L:]` before summarising.
     """
     _check_model(model)
-    probs = _marginals(_states_block(model), _prepared(model, data), _state_for(model, state))
+    _, arrays = _prepared(model, data)
+    probs = _marginals(_states_block(model), arrays, _state_for(model, state))
     return probs, jnp.argmax(probs, axis=-1)
 
 
-def _prepared(model: GibbsScheduler, data: Mapping[str, Array]) -> dict:
-    """The model's data arrays after its `prepare_data`, validated."""
-    model.check_data(data)
-    prepared = model.prepare_data(data)
-    return {k: jnp.asarray(prepared[k]) for k in model.data_keys}
+def _prepared(model: GibbsScheduler, data: Mapping[str, Array] | PreparedData
+              ) -> tuple[PreparedData, dict]:
+    """The data laid out once for `model` (`model.prepare`), and its arrays without the
+    rows that pad the recordings to the mesh."""
+    prepared = model.prepare(data)
+    rows = prepared.num_recordings
+    return prepared, {k: prepared.arrays[k][:rows] for k in model.data_keys}
 
 
 def _state_for(model: GibbsScheduler, state: Mapping[str, Array]) -> dict:
@@ -284,6 +288,7 @@ def apply_model(model: GibbsScheduler, key, data: Mapping[str, Array],
     _check_run_kwargs(run_kwargs, "apply_model", ("frozen", "start_sweep"))
     given = parameters(model, params)
     key = as_key(key)
+    data, arrays = _prepared(model, data)  # prepared and padded once for every sweep
     state = model.init(jax.random.fold_in(key, _APPLY_INIT), data, given=given)
     frozen = global_frozen(model)
     run_key = jax.random.fold_in(key, _APPLY_SWEEPS)
@@ -293,16 +298,16 @@ def apply_model(model: GibbsScheduler, key, data: Mapping[str, Array],
     traces = [trace]
     if not marginal_sweeps:
         return AppliedModel(state, trace, None, None)
-    block, prepared = _states_block(model), _prepared(model, data)
+    block = _states_block(model)
     total, count = None, 0
     if not num_sweeps:
-        total, count = _marginals(block, prepared, _state_for(model, state)), 1
+        total, count = _marginals(block, arrays, _state_for(model, state)), 1
     for sweep in range(num_sweeps - averaged, num_sweeps):
         # One sweep per call, numbered as in one run of num_sweeps: the same chain.
         state, trace = model.run(run_key, data, state, 1, start_sweep=sweep, frozen=frozen,
                                  **run_kwargs)
         traces.append(trace)
-        probs = _marginals(block, prepared, _state_for(model, state))
+        probs = _marginals(block, arrays, _state_for(model, state))
         total, count = (probs if total is None else total + probs), count + 1
     traces = [t for t in traces if t]
     trace = {k: np.concatenate([t[k] for t in traces]) for k in traces[0]} if traces else {}
@@ -364,6 +369,7 @@ def kappa_scan(model: GibbsScheduler, key, data: Mapping[str, Array], kappas: Se
     frozen = ar_only_frozen(model) if stage == "ar" else model.frozen
     key = as_key(key)
     mask = np.asarray(data["mask"])
+    data = model.prepare(data)  # once for every kappa
     rows = []
     for kappa in kappas:
         scanned = with_kappa(model, kappa)
