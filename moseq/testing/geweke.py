@@ -56,8 +56,6 @@ from moseq.core.block import GibbsBlock
 from moseq.core.scheduler import GibbsScheduler, as_key
 from moseq.testing.joint import (
     TestFunction,
-    as_data,
-    as_scheduler,
     batched_keys,
     compile_test,
     default_test_functions,
@@ -65,8 +63,7 @@ from moseq.testing.joint import (
     fixed_values,
     joint_draw,
     named_functions,
-    simulated_shapes,
-    tested_blocks,
+    setup_test,
 )
 from moseq.testing.verdict import Verdict, multiple_comparison, pyplot
 
@@ -319,11 +316,7 @@ def geweke_test(
     Returns:
         A `GewekeReport`: `.passed`, `.table`, `print(report)`, `.plot(path)`.
     """
-    model = as_scheduler(model, data_shapes)
-    data = as_data(data_shapes)
-    model.check_data({**data, **simulated_shapes(model, data)})
-    tested = tested_blocks(model, blocks)
-    frozen = tuple(sorted(set(model.block_names) - set(tested)))
+    model, data, tested, frozen = setup_test(model, data_shapes, blocks)
     if test_functions is None:
         test_functions = default_test_functions(model, data, tested)
     functions = named_functions(test_functions)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -37,6 +37,7 @@ __all__ = [
     "fixed_values",
     "joint_draw",
     "named_functions",
+    "setup_test",
     "simulated_shapes",
     "tested_blocks",
 ]
@@ -215,6 +216,26 @@ def tested_blocks(model: GibbsScheduler, blocks: Sequence[str] | None) -> tuple[
                 f"simulation. Add {writer!r} to `blocks`."
             )
     return tested
+
+
+class TestSetup(NamedTuple):
+    """What a joint-distribution test runs on (`setup_test`)."""
+
+    model: GibbsScheduler
+    data: Data
+    tested: tuple[str, ...]
+    frozen: tuple[str, ...]
+
+
+def setup_test(model: GibbsScheduler | GibbsBlock, data_shapes: Mapping[str, Any],
+               blocks: Sequence[str] | None = None) -> TestSetup:
+    """A test's model (a mesh-free scheduler), its fixed data, the tested blocks and those
+    held at a prior draw, all checked before anything compiles."""
+    model = as_scheduler(model, data_shapes)
+    data = as_data(data_shapes)
+    model.check_data({**data, **simulated_shapes(model, data)})
+    tested = tested_blocks(model, blocks)
+    return TestSetup(model, data, tested, tuple(sorted(set(model.block_names) - set(tested))))
 
 
 def joint_draw(model: GibbsScheduler, key, data: Data, fixed: State | None = None):

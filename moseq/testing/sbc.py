@@ -34,8 +34,6 @@ from moseq.core.block import GibbsBlock
 from moseq.core.scheduler import GibbsScheduler, as_key
 from moseq.testing.joint import (
     TestFunction,
-    as_data,
-    as_scheduler,
     batched_keys,
     compile_test,
     default_test_functions,
@@ -43,8 +41,7 @@ from moseq.testing.joint import (
     fixed_values,
     joint_draw,
     named_functions,
-    simulated_shapes,
-    tested_blocks,
+    setup_test,
 )
 from moseq.testing.verdict import Verdict, multiple_comparison, pyplot
 
@@ -214,11 +211,7 @@ def sbc(
         blocks: test only these blocks; the others keep one prior draw (see `geweke_test`).
         alpha, correction: family-wise level, "holm" or "bonferroni". seed: int or key.
     """
-    model = as_scheduler(model, data_shapes)
-    data = as_data(data_shapes)
-    model.check_data({**data, **simulated_shapes(model, data)})
-    tested = tested_blocks(model, blocks)
-    frozen = tuple(sorted(set(model.block_names) - set(tested)))
+    model, data, tested, frozen = setup_test(model, data_shapes, blocks)
     if init not in ("init", "prior"):
         raise ValueError(f"`init` must be 'init' or 'prior'; got {init!r}.")
     num_draws = num_sweeps // thin
