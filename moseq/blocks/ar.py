@@ -14,8 +14,8 @@ from jaxtyping import Array, Float
 from moseq.blocks.providers import StateLikelihoods
 from moseq.core.block import Data, State, recording_span
 from moseq.core.reduce import sum_over_recordings
-from moseq.ops._checks import check_positive
 from moseq.ops.autoregression import ar_design, ar_log_likelihoods, ar_sufficient_stats
+from moseq.ops.checks import check_positive
 from moseq.ops.densities import mniw_log_prob
 from moseq.ops.distributions import sample_mniw
 from moseq.ops.linalg import cholesky, logdet_from_cholesky, solve_triangular

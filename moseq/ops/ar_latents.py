@@ -34,7 +34,7 @@ from jax.scipy.linalg import solve_triangular as lapack_solve_triangular
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from moseq.ops import linalg
-from moseq.ops._checks import check_ndim, check_positive, check_same
+from moseq.ops.checks import check_ndim, check_positive, check_same
 from moseq.ops.linalg import symmetrize
 
 #: Standard-normal draws per frame used by `sample_ar_latents_with_noise`: the frame's

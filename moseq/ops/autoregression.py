@@ -33,11 +33,6 @@ def ar_design(x: Float[Array, "... T D"], nlags: int) -> Float[Array, "... T-L D
     return pad_affine(get_lags(x, nlags))
 
 
-def get_nlags(Ab: Float[Array, "... D D*L+1"]) -> int:
-    """The number of lags L of AR parameters of shape (..., D, D*L + 1)."""
-    return (Ab.shape[-1] - 1) // Ab.shape[-2]
-
-
 def ar_log_likelihoods(
     x: Float[Array, "... T D"],
     Ab: Float[Array, "K D D*L+1"],
@@ -54,8 +49,8 @@ def ar_log_likelihoods(
     the whitened maps chol(Q_k)^-1 [I, -Ab_k]; frames are processed `frames_per_chunk` at a
     time so the (frames, K * D) intermediate stays small.
     """
-    nlags = get_nlags(Ab)
     num_states, dim = Ab.shape[0], Ab.shape[1]
+    nlags = (Ab.shape[-1] - 1) // dim
     if Q.shape != (num_states, dim, dim):
         raise ValueError(f"`Q` must have shape {(num_states, dim, dim)} to match `Ab` "
                          f"{Ab.shape}; got {Q.shape}.")

@@ -11,7 +11,7 @@ import numpy as np
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from moseq.ops._checks import check_ndim, check_positive, check_square, is_concrete
+from moseq.ops.checks import check_ndim, check_positive, check_square, is_concrete
 from moseq.ops.linalg import cholesky, solve_triangular, symmetrize
 
 

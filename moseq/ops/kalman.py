@@ -57,7 +57,7 @@ from jax import lax
 from jax.scipy.linalg import cho_solve, solve_triangular
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from moseq.ops._checks import check_ndim, check_positive, check_same, check_square
+from moseq.ops.checks import check_ndim, check_positive, check_same, check_square
 from moseq.ops.linalg import symmetrize
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -541,7 +541,7 @@ def _check_jitter(jitter):
 
 
 def kalman_sample(
-    seed: PRNGKeyArray,
+    key: PRNGKeyArray,
     ys: Float[Array, "T obs"],
     mask: Float[Array, " T"],
     zs: Int[Array, " T-1"],
@@ -576,7 +576,7 @@ def kalman_sample(
     )
     _check_jitter(jitter)
     num_frames, state_dim = model.ys.shape[0], model.m0.shape[0]
-    noise = jax.random.normal(seed, (num_frames, NOISE_PER_FRAME, state_dim), model.m0.dtype)
+    noise = jax.random.normal(key, (num_frames, NOISE_PER_FRAME, state_dim), model.m0.dtype)
     return _sample(model, noise, jitter, parallel)
 
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from moseq.ops._checks import check_square
+from moseq.ops.checks import check_square
 
 
 def symmetrize(A: Float[Array, "... n n"]) -> Float[Array, "... n n"]:

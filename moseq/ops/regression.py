@@ -22,7 +22,7 @@ import numpy as np
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from moseq.ops._checks import check_ndim, check_positive, check_same, check_square
+from moseq.ops.checks import check_ndim, check_positive, check_same, check_square
 from moseq.ops.distributions import sample_mniw
 from moseq.ops.linalg import cholesky, cholesky_solve, solve_triangular, symmetrize
 
