@@ -33,6 +33,16 @@ def _check_hmm_args(transition_matrix, log_likelihoods, mask) -> None:
     )
 
 
+def _one_recording_args(transition_matrix, log_likelihoods, mask):
+    """The arguments of one recording as arrays, checked, in the time-major layout with a
+    recording axis of size 1: (K, K), (T, 1, K), (T, 1)."""
+    transition_matrix = jnp.asarray(transition_matrix)
+    log_likelihoods = jnp.asarray(log_likelihoods)
+    mask = jnp.asarray(mask)
+    _check_hmm_args(transition_matrix, log_likelihoods, mask)
+    return transition_matrix, log_likelihoods[:, None], mask[:, None]
+
+
 def _time_major_args(transition_matrix, log_likelihoods, mask):
     """The arguments as arrays, checked for the time-major (T, N, K) / (T, N) layout."""
     transition_matrix = jnp.asarray(transition_matrix)
@@ -90,11 +100,9 @@ def hmm_filter(
     Returns the log marginal likelihood `log p(y_{0:T})` and the filtered distributions
     `p(z_t | y_{0:t})`, shape (T, K).
     """
-    transition_matrix = jnp.asarray(transition_matrix)
-    log_likelihoods = jnp.asarray(log_likelihoods)
-    mask = jnp.asarray(mask)
-    _check_hmm_args(transition_matrix, log_likelihoods, mask)
-    log_norm, filtered = _filter(transition_matrix, log_likelihoods[:, None], mask[:, None])
+    transition_matrix, log_likelihoods, mask = _one_recording_args(
+        transition_matrix, log_likelihoods, mask)
+    log_norm, filtered = _filter(transition_matrix, log_likelihoods, mask)
     return log_norm[0], filtered[:, 0]
 
 
@@ -141,11 +149,9 @@ def hmm_smoother(
     magnitude are safe. Batch over recordings with `jax.vmap`, or with `hmm_marginals` for
     time-major arrays.
     """
-    transition_matrix = jnp.asarray(transition_matrix)
-    log_likelihoods = jnp.asarray(log_likelihoods)
-    mask = jnp.asarray(mask)
-    _check_hmm_args(transition_matrix, log_likelihoods, mask)
-    log_norm, filtered = _filter(transition_matrix, log_likelihoods[:, None], mask[:, None])
+    transition_matrix, log_likelihoods, mask = _one_recording_args(
+        transition_matrix, log_likelihoods, mask)
+    log_norm, filtered = _filter(transition_matrix, log_likelihoods, mask)
     return log_norm[0], _smooth(transition_matrix, filtered)[:, 0]
 
 
