@@ -55,7 +55,13 @@ from moseq.ops.linalg import (
     symmetrize,
 )
 from moseq.ops.pca import fit_pca
-from moseq.ops.regression import mniw_posterior, regression_stats, resample_mniw
+from moseq.ops.regression import (
+    combine_stats,
+    mniw_posterior,
+    regression_stats,
+    resample_mniw,
+    shift_stats,
+)
 from moseq.ops.sequences import concatenate_stateseqs, get_durations, get_frequencies
 from moseq.ops.transitions import (
     count_transitions,
@@ -80,6 +86,7 @@ __all__ = [
     "batch",
     "cholesky",
     "cholesky_solve",
+    "combine_stats",
     "concatenate_stateseqs",
     "count_transitions",
     "find_optimal_segment_length",
@@ -121,6 +128,7 @@ __all__ = [
     "sample_scaled_inv_chi2",
     "segment_gram",
     "segment_ownership",
+    "shift_stats",
     "solve_triangular",
     "symmetrize",
     "unbatch",
