@@ -1,6 +1,8 @@
 """The banded (information-form) sampler of switching AR trajectories, against the dense
 Gaussian posterior built independently from the model's definition (float64)."""
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -105,6 +107,23 @@ def test_float32_draws_follow_the_posterior():
     assert_mean_within_mc_error(samples, mean)
     centred = samples - mean
     assert_mean_within_mc_error(centred[:, :, None] * centred[:, None, :], cov)
+
+
+def test_keyed_sampler_is_the_noise_kernel_with_its_key_draws():
+    s = _system(np.random.default_rng(3), 7, 2, 2)
+    s32 = {k: (np.asarray(v, np.float32) if k != "zs" else v) for k, v in s.items()}
+    key = jax.random.key(4)
+    noise = jax.random.normal(key, (7, NOISE_PER_FRAME, 2), jnp.float32)
+    expected = sample_ar_latents_with_noise(noise, **s32, jitter=0.01)
+    draw = sample_ar_latents(key, *s32.values(), jitter=0.01)
+    assert draw.dtype == jnp.float32
+    np.testing.assert_array_equal(draw, expected)  # the same operations, eagerly
+    np.testing.assert_allclose(jax.jit(sample_ar_latents)(key, **s32, jitter=0.01), expected,
+                               rtol=1e-5, atol=1e-5)
+    keyed, with_noise = (inspect.signature(f).parameters
+                         for f in (sample_ar_latents, sample_ar_latents_with_noise))
+    assert list(keyed)[0] == "key" and list(with_noise)[0] == "noise"
+    assert list(keyed.values())[1:] == list(with_noise.values())[1:]
 
 
 def test_bad_arguments_name_themselves():

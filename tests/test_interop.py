@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from moseq.ops.interop import jax_io
+from moseq.utils._interop import jax_io
 
 
 def test_numpy_inside_jax_outside():

@@ -7,6 +7,8 @@ affine function of the standard-normal noise whose value at zero is the posterio
 whose Jacobian J satisfies J Jᵀ = posterior covariance (of the whole path).
 """
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -262,6 +264,28 @@ def test_vmap_over_recordings_matches_single_calls_and_keeps_float32(parallel):
     assert together[1].means.dtype == np.float32
     assert together[1].covariances.dtype == np.float32
     assert together[1].log_likelihood.dtype == np.float32
+
+
+def test_keyed_sampler_is_the_noise_kernel_with_its_key_draws():
+    """`kalman_sample(key, ...)` = `kalman_sample_with_noise(N(0, I) from key, ...)`, the
+    draws in the model's dtype (float32 here, though the mask is float64), and both share
+    one parameter list."""
+    system = random_system(np.random.default_rng(11), 9, 3, 2, 2)
+    system = {k: v if k in ("mask", "zs", "masked_dynamics_params") else np.float32(v)
+              for k, v in system.items()}
+    key = jax.random.key(5)
+    noise = jax.random.normal(key, (9, NOISE_PER_FRAME, 3), jnp.float32)
+    for parallel in (False, True):
+        expected = kalman_sample_with_noise(noise, **system, parallel=parallel)
+        draw = kalman_sample(key, **system, parallel=parallel)
+        assert draw.dtype == jnp.float32
+        np.testing.assert_array_equal(draw, expected)  # the same operations, eagerly
+        np.testing.assert_allclose(jax.jit(kalman_sample, static_argnames="parallel")(
+            key, *system.values(), parallel=parallel), expected, rtol=1e-5, atol=1e-5)
+    keyed, with_noise = (inspect.signature(f).parameters
+                         for f in (kalman_sample, kalman_sample_with_noise))
+    assert list(keyed)[0] == "key" and list(with_noise)[0] == "noise"
+    assert list(keyed.values())[1:] == list(with_noise.values())[1:]
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from moseq.ops.geometry import (
     rotation_matrix,
     wrap_angle,
 )
-from moseq.ops.keypoints import noise_prior_scale, sample_von_mises
+from moseq.ops.keypoints import interpolate_missing, noise_prior_scale, sample_von_mises
 from moseq.testing import LOG_JOINT, geweke_test
 from tests.helpers import NUM_DRAWS, assert_mean_within_mc_error, draws
 
@@ -403,7 +403,7 @@ def test_prepare_data_interpolates_nan_keypoints_and_zeroes_their_confidence():
     missing[0, 3:5, 1] = True  # interior gap: linear interpolation between frames 2 and 5
     missing[0, 0, 2] = True  # leading gap: held at the first seen value
     missing[1, 7, 0] = True  # trailing gap: held at the last seen value
-    missing[1, :, 2] = True  # never seen: the mean of the recording's other keypoints
+    missing[1, :, 2] = True  # never seen: each frame's mean of the other keypoints
     Y_nan = np.where(missing[..., None], np.nan, Y)
     Y_nan[0, 6, 0, 1] = np.nan  # one coordinate NaN marks the whole keypoint missing
     missing[0, 6, 0] = True
@@ -417,9 +417,46 @@ def test_prepare_data_interpolates_nan_keypoints_and_zeroes_their_confidence():
     np.testing.assert_allclose(out["Y"][0, 6, 0], 0.5 * (Y[0, 5, 0] + Y[0, 7, 0]))
     np.testing.assert_allclose(out["Y"][0, 0, 2], Y[0, 1, 2])
     np.testing.assert_allclose(out["Y"][1, 7, 0], Y[1, 6, 0])
-    seen = ~missing[1, :, :2]
-    np.testing.assert_allclose(out["Y"][1, :, 2], np.broadcast_to(
-        Y[1, :, :2][seen].mean(0), (T, d)))
+    others = np.concatenate([Y[1, :7, :2], np.stack([Y[1, 6, 0], Y[1, 7, 1]])[None]])
+    np.testing.assert_allclose(out["Y"][1, :, 2], others.mean(axis=1))
+
+
+def test_interpolate_missing_fills_never_seen_keypoints_per_frame():
+    """Leading axes are recordings; a never-seen keypoint is each frame's mean of the
+    (filled) keypoints seen at least once, and a recording with no keypoint ever seen is 0."""
+    rng = np.random.default_rng(10)
+    Y = rng.normal(size=(2, 3, 5, 4, 2))
+    missing = np.zeros((2, 3, 5, 4), bool)
+    missing[0, 1, :, 3] = True  # never seen
+    missing[0, 1, 1:3, 0] = True  # a gap in a keypoint the never-seen one averages over
+    missing[1, 2] = True  # nothing ever seen in this recording
+    out = interpolate_missing(np.where(missing[..., None], np.nan, Y), missing)
+    assert out.shape == Y.shape and np.all(np.isfinite(out))
+    np.testing.assert_allclose(out[~missing], Y[~missing])
+    for w, t in ((1 / 3, 1), (2 / 3, 2)):
+        np.testing.assert_allclose(out[0, 1, t, 0], (1 - w) * Y[0, 1, 0, 0] + w * Y[0, 1, 3, 0])
+    np.testing.assert_allclose(out[0, 1, :, 3], out[0, 1, :, :3].mean(axis=1))
+    np.testing.assert_array_equal(out[1, 2], 0.0)
+
+
+def test_io_batches_and_prepare_data_fill_gaps_alike(tmp_path):
+    """`moseq.io.to_batch` and `KeypointObservations.prepare_data` fill missing keypoints
+    with the same function: gaps, a frame with no keypoint, a keypoint never seen."""
+    from moseq import io as mio
+    from moseq.io._recording import make_recording
+
+    rng = np.random.default_rng(11)
+    Y = rng.uniform(0, 50, size=(2, 9, 4, 2))
+    Y[0, 2:4, 1] = np.nan
+    Y[0, 6] = np.nan  # no keypoint in this frame: masked
+    Y[1, :, 2] = np.nan  # never seen
+    Y[1, 0, 0] = np.nan
+    recordings = {name: make_recording(name, Y[n], None, ("a", "b", "c", "d"), 30, name)
+                  for n, name in enumerate(("first", "second"))}
+    batch = mio.to_batch(recordings)
+    prepared = observations_block(2).prepare_data({"Y": Y, "mask": batch.data["mask"]})
+    assert batch.data["mask"][0, 6] == 0
+    np.testing.assert_array_equal(batch.data["Y"], prepared["Y"])
 
 
 def test_prepare_data_defaults_and_clips_confidences():

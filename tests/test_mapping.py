@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from moseq.ops import mapping
-from moseq.ops.mapping import (
+from moseq.utils import _mapping as mapping
+from moseq.utils._mapping import (
     get_mixed_map_gpus,
     get_mixed_map_iters,
     mixed_map,
@@ -27,9 +27,17 @@ def use(iters, gpus):
     set_mixed_map_gpus(gpus)
 
 
-def assert_trees_equal(actual, expected):
+def assert_trees_close(actual, expected):
+    """Same structure and values equal to float64 rounding (rtol 1e-12, atol 1e-14).
+
+    `mixed_map` and `jax.vmap` are different programs (serial chunks, `shard_map`, another
+    batch size), which XLA may vectorise or fuse differently, so results can differ in the
+    last bit (1 ulp = 2.2e-16 was seen); exact equality would test the compiler, not
+    `mixed_map`.
+    """
     assert jax.tree.structure(actual) == jax.tree.structure(expected)
-    jax.tree.map(np.testing.assert_array_equal, actual, expected)
+    jax.tree.map(lambda a, e: np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-14),
+                 actual, expected)
 
 
 def regression_step(params, x, scale):
@@ -56,14 +64,14 @@ def test_equals_vmap_under_jit(iters, gpus, size):
     expected = jax.vmap(regression_step, in_axes=(0, 0, None))(params, x, scale)
     use(iters, gpus)
     actual = jax.jit(mixed_map(regression_step, in_axes=(0, 0, None)))(params, x, scale)
-    assert_trees_equal(actual, expected)
+    assert_trees_close(actual, expected)
 
 
 def test_default_in_axes_maps_every_argument_on_axis_0():
     params, x, _ = random_inputs(5)
     scales = np.arange(5.0)
     use(2, 2)
-    assert_trees_equal(
+    assert_trees_close(
         mixed_map(regression_step)(params, x, scales), jax.vmap(regression_step)(params, x, scales)
     )
 
@@ -83,7 +91,7 @@ def test_nonzero_in_and_out_axes_and_pytree_prefixes():
         use(iters, gpus)
         actual = jax.jit(mixed_map(fun, in_axes=in_axes, out_axes=out_axes))(a, b)
         assert actual["outer"].shape == (8, 3, 7)
-        assert_trees_equal(actual, expected)
+        assert_trees_close(actual, expected)
 
 
 def test_int_in_axes_negative_out_axes_and_keyword_arguments():
@@ -93,11 +101,10 @@ def test_int_in_axes_negative_out_axes_and_keyword_arguments():
     def fun(a, b, c):
         return a * b - c
 
-    # Both sides compiled, so XLA fuses a * b - c the same way (eager vmap rounds twice).
     expected = jax.jit(jax.vmap(fun, in_axes=1, out_axes=-1))(a, b, c=c[0])
     use(2, 4)
     actual = mixed_map(fun, in_axes=1, out_axes=-1)(a, b, c=c[0])
-    assert_trees_equal(actual, expected)
+    assert_trees_close(actual, expected)
 
 
 def test_function_only_sees_real_entries():

@@ -142,7 +142,7 @@ class ARDroppingPriorMean(ARDynamics):
     def posterior(self, data, state):
         stats = ar_sufficient_stats(self._trajectory(data, state), state["z"], data["mask"],
                                     self.num_states, self.nlags)
-        return jax.vmap(mniw_posterior, in_axes=(0, 0, 0, 0, None, None, None, None))(
+        return jax.vmap(mniw_posterior, in_axes=(0, 0, 0, 0, 0, None, None, None, None))(
             *stats, self.nu_0, self.S_0, jnp.zeros_like(self.M_0), self.K_0)
 
 

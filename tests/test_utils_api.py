@@ -72,14 +72,42 @@ REFERENCE_PARAMETER_NAMES = {
 }
 
 
+#: Functions that exist only for the reference API: implemented in `moseq.utils`, not ops.
+COMPATIBILITY_ONLY = {
+    "jax_io", "mixed_map", "get_mixed_map_iters", "set_mixed_map_iters", "get_mixed_map_gpus",
+    "set_mixed_map_gpus",
+}
+
+
 @pytest.mark.parametrize("path, signature", sorted(REFERENCE_SIGNATURES.items()))
 def test_reference_function_exists_with_the_same_signature(path, signature):
     module_name, function_name = path.rsplit(".", 1)
     function = getattr(importlib.import_module(f"moseq.utils.{module_name}"), function_name)
     assert plain_signature(function) == signature
-    assert function.__module__.startswith("moseq.ops."), "implementations live in moseq.ops"
+    if function_name in COMPATIBILITY_ONLY:
+        assert function.__module__.startswith("moseq.utils."), "compatibility-only: in utils"
+    else:
+        assert function.__module__.startswith("moseq.ops."), "implementations live in moseq.ops"
     if module_name == "utils":
         assert getattr(moseq.utils, function_name) is function
+
+
+def test_seed_is_the_ops_kernels_key_positionally_or_by_keyword():
+    from moseq.ops import transitions
+
+    counts, betas = jnp.array([[3, 1], [0, 4]]), jnp.array([0.6, 0.4])
+    key = jax.random.key(3)
+    expected = transitions.sample_betas(key, counts, betas, 2.0, 1.0, 3.0)
+    reference = moseq.utils.transitions.sample_betas
+    for draw in (reference(key, counts, betas, 2.0, 1.0, 3.0),
+                 reference(seed=key, transition_counts=counts, betas=betas, alpha=2.0,
+                           kappa=1.0, gamma=3.0)):
+        np.testing.assert_array_equal(draw, expected)  # the same program, run again
+    np.testing.assert_array_equal(jax.jit(reference)(key, counts, betas, 2.0, 1.0, 3.0),
+                                  jax.jit(transitions.sample_betas)(key, counts, betas, 2.0,
+                                                                    1.0, 3.0))
+    assert reference.__doc__ == transitions.sample_betas.__doc__
+    assert "seed" not in inspect.signature(transitions.sample_betas).parameters
 
 
 def test_array_kernels_jit_and_vmap():

@@ -14,8 +14,8 @@ from jaxtyping import Array, Float
 from moseq.blocks.providers import StateLikelihoods
 from moseq.core.block import Data, State, recording_span
 from moseq.core.reduce import sum_over_recordings
-from moseq.ops._checks import check_positive
 from moseq.ops.autoregression import ar_design, ar_log_likelihoods, ar_sufficient_stats
+from moseq.ops.checks import check_positive
 from moseq.ops.densities import mniw_log_prob
 from moseq.ops.distributions import sample_mniw
 from moseq.ops.linalg import cholesky, logdet_from_cholesky, solve_triangular
@@ -123,12 +123,10 @@ class ARDynamics(StateLikelihoods):
 
     def posterior(self, data: Data, state: State):
         """(nu_n, S_n, M_n, K_n) of every state, each with a leading K axis."""
-        stats = sum_over_recordings(
-            lambda x, z, weights: ar_sufficient_stats(x, z, weights, self.num_states,
-                                                      self.nlags),
-            self._trajectory(data, state), state["z"], self.modelled_frames(data),
-        )
-        return jax.vmap(mniw_posterior, in_axes=(0, 0, 0, 0, None, None, None, None))(
+        stats = ar_sufficient_stats(self._trajectory(data, state), state["z"],
+                                    self.modelled_frames(data), self.num_states, self.nlags,
+                                    sum_over_recordings)
+        return jax.vmap(mniw_posterior, in_axes=(0, 0, 0, 0, 0, None, None, None, None))(
             *stats, self.nu_0, self.S_0, self.M_0, self.K_0)
 
     def resample(self, key, data, state):

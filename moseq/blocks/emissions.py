@@ -10,7 +10,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from moseq.blocks.providers import GaussianEmissions
-from moseq.ops._checks import check_positive
+from moseq.ops.checks import check_positive
 from moseq.ops.densities import scaled_inv_chi2_log_prob
 from moseq.ops.distributions import sample_scaled_inv_chi2
 from moseq.ops.linalg import apply_affine, psd_solve

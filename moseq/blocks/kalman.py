@@ -11,8 +11,8 @@ import jax.numpy as jnp
 from moseq.blocks.ar import ARDynamics
 from moseq.blocks.providers import GaussianEmissions
 from moseq.core.block import GibbsBlock, Provider, recording_keys, recording_span
-from moseq.ops._checks import check_positive
 from moseq.ops.ar_latents import sample_ar_latents
+from moseq.ops.checks import check_positive
 from moseq.ops.kalman import ar_to_lds_dynamics, ar_to_lds_emissions, kalman_sample
 
 UNOBSERVED_VARIANCE = 1e8

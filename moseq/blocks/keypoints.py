@@ -25,7 +25,7 @@ from moseq.blocks.emissions import least_squares_latents
 from moseq.blocks.providers import GaussianEmissions
 from moseq.core.block import Data, GibbsBlock, State, recording_keys, recording_span
 from moseq.core.reduce import sum_over_recordings
-from moseq.ops._checks import check_positive
+from moseq.ops.checks import check_positive
 from moseq.ops.densities import scaled_inv_chi2_log_prob
 from moseq.ops.distributions import sample_scaled_inv_chi2
 from moseq.ops.geometry import (

@@ -8,7 +8,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from moseq.core.block import GibbsBlock, recording_span
-from moseq.ops._checks import check_positive
+from moseq.ops.checks import check_positive
 from moseq.ops.densities import dirichlet_log_prob
 from moseq.ops.transitions import (
     count_transitions,

@@ -15,7 +15,7 @@ import equinox as eqx
 import jax
 
 from moseq.core.block import RECORDING_INDEX, GibbsBlock, Provider
-from moseq.ops._checks import is_concrete
+from moseq.ops.checks import is_concrete
 
 
 class PlanError(ValueError):

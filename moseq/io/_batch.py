@@ -7,10 +7,11 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
-from jaxtyping import Float, Int
+from jaxtyping import Int
 
 from moseq.io._recording import Recording
 from moseq.ops import batching
+from moseq.ops.keypoints import interpolate_missing
 
 
 class Batch(NamedTuple):
@@ -76,7 +77,8 @@ def to_batch(
     dtype = jax.dtypes.canonicalize_dtype(np.float64)
     keys = list(recordings)
     per_recording = {
-        "Y": {name: _fill_missing(rec.Y) for name, rec in recordings.items()},
+        "Y": {name: interpolate_missing(rec.Y, np.isnan(rec.Y).any(axis=-1))
+              for name, rec in recordings.items()},
         "conf": {name: rec.confidence for name, rec in recordings.items()},
         "mask": {name: rec.mask.astype(float) for name, rec in recordings.items()},
     }
@@ -123,19 +125,3 @@ def keypoint_indices(argument: str, names: Sequence[str], keypoint_names) -> np.
             f"choose from {list(keypoint_names)}."
         )
     return np.array([list(keypoint_names).index(name) for name in names], dtype=int)
-
-
-def _fill_missing(Y: Float[np.ndarray, "T K D"]) -> Float[np.ndarray, "T K D"]:
-    """`Y` with NaN points interpolated over time, and never-seen keypoints at the centroid."""
-    seen = ~np.isnan(Y[..., 0])
-    frames = np.arange(len(Y))
-    filled = Y.copy()
-    for keypoint in np.flatnonzero(seen.any(axis=0) & ~seen.all(axis=0)):
-        known = seen[:, keypoint]
-        for axis in range(Y.shape[-1]):
-            filled[~known, keypoint, axis] = np.interp(
-                frames[~known], frames[known], Y[known, keypoint, axis]
-            )
-    never_seen = ~seen.any(axis=0)
-    filled[:, never_seen] = filled[:, ~never_seen].mean(axis=1, keepdims=True)
-    return filled

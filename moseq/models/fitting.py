@@ -17,7 +17,7 @@ from moseq.blocks import HDPTransitions, HMMStates, StateLikelihoods, StickyDirT
 from moseq.core import GibbsScheduler
 from moseq.core.block import GibbsBlock, State
 from moseq.core.scheduler import PreparedData, as_key
-from moseq.ops._checks import check_positive
+from moseq.ops.checks import check_positive
 from moseq.ops.sequences import get_durations
 
 _AR_HMM_TYPES = (HDPTransitions, StickyDirTransitions, StateLikelihoods, HMMStates)

@@ -8,7 +8,6 @@ from moseq.ops.autoregression import (
     ar_log_likelihoods,
     ar_sufficient_stats,
     get_lags,
-    get_nlags,
 )
 from moseq.ops.batching import (
     batch,
@@ -36,7 +35,6 @@ from moseq.ops.hmm import (
     sample_hmm_stateseqs,
     sample_markov_chain,
 )
-from moseq.ops.interop import jax_io
 from moseq.ops.kalman import (
     KalmanPosterior,
     ar_to_lds_dynamics,
@@ -56,15 +54,14 @@ from moseq.ops.linalg import (
     solve_triangular,
     symmetrize,
 )
-from moseq.ops.mapping import (
-    get_mixed_map_gpus,
-    get_mixed_map_iters,
-    mixed_map,
-    set_mixed_map_gpus,
-    set_mixed_map_iters,
-)
 from moseq.ops.pca import fit_pca
-from moseq.ops.regression import mniw_posterior, regression_stats, resample_mniw
+from moseq.ops.regression import (
+    combine_stats,
+    mniw_posterior,
+    regression_stats,
+    resample_mniw,
+    shift_stats,
+)
 from moseq.ops.sequences import concatenate_stateseqs, get_durations, get_frequencies
 from moseq.ops.transitions import (
     count_transitions,
@@ -89,6 +86,7 @@ __all__ = [
     "batch",
     "cholesky",
     "cholesky_solve",
+    "combine_stats",
     "concatenate_stateseqs",
     "count_transitions",
     "find_optimal_segment_length",
@@ -96,18 +94,13 @@ __all__ = [
     "get_durations",
     "get_frequencies",
     "get_lags",
-    "get_mixed_map_gpus",
-    "get_mixed_map_iters",
-    "get_nlags",
     "hmm_filter",
     "init_hdp_transitions",
-    "jax_io",
     "kalman_sample",
     "kalman_sample_with_noise",
     "kalman_smoother",
     "KalmanPosterior",
     "markov_chain_log_prob",
-    "mixed_map",
     "mniw_posterior",
     "pad_affine",
     "pad_along_axis",
@@ -135,8 +128,7 @@ __all__ = [
     "sample_scaled_inv_chi2",
     "segment_gram",
     "segment_ownership",
-    "set_mixed_map_gpus",
-    "set_mixed_map_iters",
+    "shift_stats",
     "solve_triangular",
     "symmetrize",
     "unbatch",

@@ -34,7 +34,8 @@ from jax.scipy.linalg import solve_triangular as lapack_solve_triangular
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from moseq.ops import linalg
-from moseq.ops._checks import check_ndim, check_positive, check_same
+from moseq.ops.checks import check_ndim, check_positive, check_same
+from moseq.ops.distributions import draws_standard_noise, standard_noise
 from moseq.ops.linalg import symmetrize
 
 #: Standard-normal draws per frame used by `sample_ar_latents_with_noise`: the frame's
@@ -174,31 +175,6 @@ def _prepare(ys, variances, zs, Ab, Q, C, d, prior_variance, jitter):
             cast(prior_variance), cast(jitter))
 
 
-def sample_ar_latents(
-    key: PRNGKeyArray,
-    ys: Float[Array, "T p"],
-    variances: Float[Array, "T p"],
-    zs: Int[Array, " T-L"],
-    Ab: Float[Array, "K D D*L+1"],
-    Q: Float[Array, "K D D"],
-    C: Float[Array, "p D"],
-    d: Float[Array, " p"],
-    prior_variance: float = 10.0,
-    jitter: float = 0.0,
-) -> Float[Array, "T D"]:
-    """One joint draw of x_{0:T} from its posterior under the module's model.
-
-    ``variances`` are the emission variances r_t (a frame with no observation takes a huge
-    variance). ``jitter`` (>= 0) is added to the variance of each frame's conditional draw
-    (for every coordinate of the last L frames' joint draw), as keypoint-MoSeq adds it to
-    its Kalman sampler's covariances. Batch recordings with `jax.vmap`.
-    """
-    args = _prepare(ys, variances, zs, Ab, Q, C, d, prior_variance, jitter)
-    noise = jax.random.normal(key, (args[0].shape[0], NOISE_PER_FRAME, args[4].shape[-1]),
-                              args[0].dtype)
-    return _sample(noise, *args)
-
-
 def sample_ar_latents_with_noise(
     noise: Float[Array, "T 2 D"],
     ys: Float[Array, "T p"],
@@ -215,8 +191,19 @@ def sample_ar_latents_with_noise(
     conditional draw and its jitter). Affine in ``noise``: the posterior mean at 0, and its
     Jacobian J has J Jᵀ = Cov[x | y] when ``jitter`` is 0, so tests can check it exactly."""
     args = _prepare(ys, variances, zs, Ab, Q, C, d, prior_variance, jitter)
-    expected = (args[0].shape[0], NOISE_PER_FRAME, args[4].shape[-1])
-    if np.shape(noise) != expected:
-        raise ValueError(f"`noise` must have shape (T, {NOISE_PER_FRAME}, D) = {expected}; "
-                         f"got {np.shape(noise)}.")
-    return _sample(jnp.asarray(noise, args[0].dtype), *args)
+    shape = (args[0].shape[0], NOISE_PER_FRAME, args[4].shape[-1])
+    noise = standard_noise(noise, shape, args[0].dtype, f"(T, {NOISE_PER_FRAME}, D)")
+    return _sample(noise, *args)
+
+
+@draws_standard_noise(sample_ar_latents_with_noise)
+def sample_ar_latents(key: PRNGKeyArray, *args, **kwargs) -> Float[Array, "T D"]:
+    """One joint draw of x_{0:T} from its posterior under the module's model.
+
+    Takes a `jax.random` key, then the arguments of `sample_ar_latents_with_noise` after
+    ``noise`` (its signature is this function's, with ``key`` first). ``variances`` are the
+    emission variances r_t (a frame with no observation takes a huge variance). ``jitter``
+    (>= 0) is added to the variance of each frame's conditional draw (for every coordinate
+    of the last L frames' joint draw), as keypoint-MoSeq adds it to its Kalman sampler's
+    covariances. Batch recordings with `jax.vmap`.
+    """

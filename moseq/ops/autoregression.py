@@ -6,7 +6,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from moseq.ops.linalg import cholesky, pad_affine, segment_gram, solve_triangular
+from moseq.ops.linalg import cholesky, pad_affine, solve_triangular
+from moseq.ops.regression import (
+    RegressionStats,
+    regression_stats,
+    shift_from_moments,
+    shift_moments,
+)
 
 
 def get_lags(x: Float[Array, "... T D"], nlags: int) -> Float[Array, "... T-L D*L"]:
@@ -33,11 +39,6 @@ def ar_design(x: Float[Array, "... T D"], nlags: int) -> Float[Array, "... T-L D
     return pad_affine(get_lags(x, nlags))
 
 
-def get_nlags(Ab: Float[Array, "... D D*L+1"]) -> int:
-    """The number of lags L of AR parameters of shape (..., D, D*L + 1)."""
-    return (Ab.shape[-1] - 1) // Ab.shape[-2]
-
-
 def ar_log_likelihoods(
     x: Float[Array, "... T D"],
     Ab: Float[Array, "K D D*L+1"],
@@ -54,8 +55,8 @@ def ar_log_likelihoods(
     the whitened maps chol(Q_k)^-1 [I, -Ab_k]; frames are processed `frames_per_chunk` at a
     time so the (frames, K * D) intermediate stays small.
     """
-    nlags = get_nlags(Ab)
     num_states, dim = Ab.shape[0], Ab.shape[1]
+    nlags = (Ab.shape[-1] - 1) // dim
     if Q.shape != (num_states, dim, dim):
         raise ValueError(f"`Q` must have shape {(num_states, dim, dim)} to match `Ab` "
                          f"{Ab.shape}; got {Q.shape}.")
@@ -94,26 +95,42 @@ def ar_log_likelihoods(
     return jnp.moveaxis(out, 0, 1).reshape(*lead_shape, num_frames, num_states)
 
 
+def _sum_here(fn, *arrays):
+    return fn(*arrays)
+
+
 def ar_sufficient_stats(
     x: Float[Array, "N T D"],
     z: Int[Array, "N T-L"],
     weights: Float[Array, "N T"],
     num_states: int,
     nlags: int,
-) -> tuple[Float[Array, "K p p"], Float[Array, "K D p"], Float[Array, "K D D"], Float[Array, " K"]]:
+    sum_over_recordings=_sum_here,
+) -> RegressionStats:
     """Per-state regression statistics of the AR model, frames weighted by `weights`.
 
-    For regressors u_t = [lags_t; 1] (p = D*L + 1) and outputs y_t = x_t of the frames
-    t >= L assigned to state k: (S_xx, S_yx, S_yy, n) = (sum w u uᵀ, sum w y uᵀ, sum w y yᵀ,
-    sum w). Computed by `segment_gram` in O(N T p^2), never as a (K, N T) array.
+    For regressors x̃_t = [lags_t; 1] (p = D*L + 1) and outputs y_t = x_t of the frames
+    t >= L assigned to state k, a `RegressionStats` with a leading K axis, about each
+    state's weighted mean of [x̃_t; y_t] (so float32 statistics of poorly centred
+    trajectories stay accurate). Computed by `segment_gram` in O(N T p²), never as a
+    (K, N T) array.
+
+    `sum_over_recordings(fn, x, z, weights)` evaluates a sum `fn` over the recordings (the
+    leading axis) and totals it wherever they live: by default in place; a block on a mesh
+    passes `moseq.core.reduce.sum_over_recordings`. It is called twice, for the means and
+    then for the sums about them, so that all recordings share one shift.
     """
-    dtype = jnp.result_type(x, float)
-    design = ar_design(x, nlags).astype(dtype)
-    rows = jnp.concatenate([design, x[..., nlags:, :].astype(dtype)], axis=-1)
-    frame_weights = weights[..., nlags:].astype(dtype).reshape(-1)
-    rows = rows.reshape(-1, rows.shape[-1])
-    rows = jnp.where(frame_weights[:, None] > 0, rows, 0.0)  # 0 * NaN would be NaN
-    gram = segment_gram(rows, z.reshape(-1), num_states, frame_weights)
-    p = design.shape[-1]
-    counts = jax.ops.segment_sum(frame_weights, z.reshape(-1), num_segments=num_states)
-    return gram[:, :p, :p], gram[:, p:, :p], gram[:, p:, p:], counts
+
+    def points(x, z, weights):
+        x = x.astype(jnp.result_type(x, float))
+        inputs = ar_design(x, nlags).reshape(-1, x.shape[-1] * nlags + 1)
+        outputs = x[..., nlags:, :].reshape(-1, x.shape[-1])
+        frame_weights = weights[..., nlags:].astype(x.dtype).reshape(-1)
+        return inputs, outputs, frame_weights, z.reshape(-1), num_states
+
+    moments = sum_over_recordings(lambda *arrays: shift_moments(*points(*arrays)), x, z, weights)
+    shift = shift_from_moments(*moments)
+    # The shift is the same everywhere: only the sums about it are totalled.
+    sums = sum_over_recordings(
+        lambda *arrays: regression_stats(*points(*arrays), shift=shift)[:4], x, z, weights)
+    return RegressionStats(*sums, shift=shift)

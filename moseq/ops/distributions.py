@@ -5,13 +5,17 @@ Every sampler takes an explicit `jax.random` key and draws in the dtype of its p
 
 from __future__ import annotations
 
+import functools
+import inspect
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from moseq.ops._checks import check_ndim, check_positive, check_square, is_concrete
+from moseq.ops.checks import check_ndim, check_positive, check_square, is_concrete
 from moseq.ops.linalg import cholesky, solve_triangular, symmetrize
 
 
@@ -198,3 +202,50 @@ def sample_mniw(
 def _check_square_of(name: str, array, size: int) -> None:
     if np.shape(array) != (size, size):
         raise ValueError(f"`{name}` must have shape ({size}, {size}); got {np.shape(array)}.")
+
+
+# --------------------------------------------------------------------------------------------
+# Samplers written as deterministic functions of their standard-normal draws
+
+
+class _NoiseFromKey(NamedTuple):
+    """Stands for the standard-normal draws of `key`, in the shape the kernel asks for."""
+
+    key: PRNGKeyArray
+
+
+def standard_noise(noise, shape: tuple[int, ...], dtype, shape_doc: str) -> Array:
+    """The standard-normal draws `noise` of a `*_with_noise` kernel, checked to have `shape`
+    (described as `shape_doc` in the error) and cast to `dtype`; in a sampler made by
+    `draws_standard_noise`, N(0, I) draws of that shape and dtype from its key."""
+    if isinstance(noise, _NoiseFromKey):
+        return jax.random.normal(noise.key, shape, dtype)
+    if np.shape(noise) != tuple(shape):
+        raise ValueError(f"`noise` must have shape {shape_doc} = {tuple(shape)}; "
+                         f"got {np.shape(noise)}.")
+    return jnp.asarray(noise, dtype)
+
+
+def draws_standard_noise(with_noise):
+    """Decorator: the keyed sampler `f(key, *args)` of a kernel `with_noise(noise, *args)`.
+
+    `with_noise` takes its standard-normal draws as its first argument and passes it through
+    `standard_noise`; the decorated stub gives the sampler its name, docstring and `key`
+    parameter, and `with_noise` the rest of its signature, so the parameter list is written
+    once. `f(key, *args)` equals `with_noise(jax.random.normal(key, shape, dtype), *args)`
+    for the shape and dtype that `with_noise` checks. Works under `jax.jit` and `jax.vmap`.
+    """
+    signature = inspect.signature(with_noise)
+    _, *parameters = signature.parameters.values()
+
+    def decorate(stub):
+        key_parameter, *_ = inspect.signature(stub).parameters.values()
+
+        @functools.wraps(stub)
+        def sampler(key, *args, **kwargs):
+            return with_noise(_NoiseFromKey(key), *args, **kwargs)
+
+        sampler.__signature__ = signature.replace(parameters=[key_parameter, *parameters])
+        return sampler
+
+    return decorate

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from moseq.ops._checks import check_ndim, check_same, check_square
+from moseq.ops.checks import check_ndim, check_same, check_square
 
 
 def _check_hmm_args(transition_matrix, log_likelihoods, mask) -> None:
@@ -31,6 +31,16 @@ def _check_hmm_args(transition_matrix, log_likelihoods, mask) -> None:
     check_same(
         "log_likelihoods", log_likelihoods.shape[0], "mask", mask.shape[0], "number of timesteps"
     )
+
+
+def _one_recording_args(transition_matrix, log_likelihoods, mask):
+    """The arguments of one recording as arrays, checked, in the time-major layout with a
+    recording axis of size 1: (K, K), (T, 1, K), (T, 1)."""
+    transition_matrix = jnp.asarray(transition_matrix)
+    log_likelihoods = jnp.asarray(log_likelihoods)
+    mask = jnp.asarray(mask)
+    _check_hmm_args(transition_matrix, log_likelihoods, mask)
+    return transition_matrix, log_likelihoods[:, None], mask[:, None]
 
 
 def _time_major_args(transition_matrix, log_likelihoods, mask):
@@ -90,11 +100,9 @@ def hmm_filter(
     Returns the log marginal likelihood `log p(y_{0:T})` and the filtered distributions
     `p(z_t | y_{0:t})`, shape (T, K).
     """
-    transition_matrix = jnp.asarray(transition_matrix)
-    log_likelihoods = jnp.asarray(log_likelihoods)
-    mask = jnp.asarray(mask)
-    _check_hmm_args(transition_matrix, log_likelihoods, mask)
-    log_norm, filtered = _filter(transition_matrix, log_likelihoods[:, None], mask[:, None])
+    transition_matrix, log_likelihoods, mask = _one_recording_args(
+        transition_matrix, log_likelihoods, mask)
+    log_norm, filtered = _filter(transition_matrix, log_likelihoods, mask)
     return log_norm[0], filtered[:, 0]
 
 
@@ -141,11 +149,9 @@ def hmm_smoother(
     magnitude are safe. Batch over recordings with `jax.vmap`, or with `hmm_marginals` for
     time-major arrays.
     """
-    transition_matrix = jnp.asarray(transition_matrix)
-    log_likelihoods = jnp.asarray(log_likelihoods)
-    mask = jnp.asarray(mask)
-    _check_hmm_args(transition_matrix, log_likelihoods, mask)
-    log_norm, filtered = _filter(transition_matrix, log_likelihoods[:, None], mask[:, None])
+    transition_matrix, log_likelihoods, mask = _one_recording_args(
+        transition_matrix, log_likelihoods, mask)
+    log_norm, filtered = _filter(transition_matrix, log_likelihoods, mask)
     return log_norm[0], _smooth(transition_matrix, filtered)[:, 0]
 
 
@@ -223,7 +229,7 @@ def backward_sample(
 
 
 def sample_hmm_stateseq(
-    seed: PRNGKeyArray,
+    key: PRNGKeyArray,
     transition_matrix: Float[Array, "K K"],
     log_likelihoods: Float[Array, "T K"],
     mask: Float[Array, " T"],
@@ -231,7 +237,7 @@ def sample_hmm_stateseq(
     """Draw one state sequence from an HMM posterior by forward filtering, backward sampling.
 
     Args:
-        seed: a `jax.random` key.
+        key: a `jax.random` key.
         transition_matrix: (K, K), rows sum to one.
         log_likelihoods: (T, K), `log p(y_t | z_t = k)`.
         mask: (T,), 1 where frame t is observed, 0 where its evidence is ignored.
@@ -242,21 +248,21 @@ def sample_hmm_stateseq(
         with `sample_hmm_stateseqs` for time-major arrays.
     """
     log_norms, states = sample_hmm_stateseqs(
-        jnp.asarray(seed)[None], transition_matrix, jnp.asarray(log_likelihoods)[:, None],
+        jnp.asarray(key)[None], transition_matrix, jnp.asarray(log_likelihoods)[:, None],
         jnp.asarray(mask)[:, None],
     )
     return log_norms[0], states[:, 0]
 
 
 def sample_hmm_stateseqs(
-    seeds: PRNGKeyArray,
+    keys: PRNGKeyArray,
     transition_matrix: Float[Array, "K K"],
     log_likelihoods: Float[Array, "T N K"],
     mask: Float[Array, "T N"],
 ) -> tuple[Float[Array, " N"], Int[Array, "T N"]]:
     """`sample_hmm_stateseq` for N recordings at once, on time-major arrays.
 
-    With `seeds[n]` the draw of recording n is the one `sample_hmm_stateseq(seeds[n], ...)`
+    With `keys[n]` the draw of recording n is the one `sample_hmm_stateseq(keys[n], ...)`
     gives. Time-major inputs are what the forward scan reads, so large (T, N, K) arrays are
     never transposed, and the filtered distributions take the log-likelihoods' place: the
     working memory is one (T, N, K) array. This is the batched form that `HMMStates` uses.
@@ -265,19 +271,19 @@ def sample_hmm_stateseqs(
         transition_matrix, log_likelihoods, mask)
     log_norms, filtered = _filter(transition_matrix, log_likelihoods, mask)
     uniforms = jax.vmap(lambda key: jax.random.uniform(key, (filtered.shape[0],),
-                                                       filtered.dtype))(seeds).T
+                                                       filtered.dtype))(keys).T
     states = _backward(uniforms, transition_matrix.astype(filtered.dtype), filtered)
     return log_norms, states
 
 
 def sample_markov_chain(
-    seed: PRNGKeyArray, transition_matrix: Float[Array, "K K"], num_timesteps: int
+    key: PRNGKeyArray, transition_matrix: Float[Array, "K K"], num_timesteps: int
 ) -> Int[Array, " T"]:
     """A path of a Markov chain started from the uniform distribution over its K states."""
     transition_matrix = jnp.asarray(transition_matrix)
     check_square("transition_matrix", transition_matrix)
     num_states = transition_matrix.shape[0]
-    uniforms = jax.random.uniform(seed, (num_timesteps,), dtype=transition_matrix.dtype)
+    uniforms = jax.random.uniform(key, (num_timesteps,), dtype=transition_matrix.dtype)
     first = jnp.minimum((uniforms[0] * num_states).astype(jnp.result_type(int)), num_states - 1)
 
     def step(state, uniform):

@@ -57,7 +57,8 @@ from jax import lax
 from jax.scipy.linalg import cho_solve, solve_triangular
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from moseq.ops._checks import check_ndim, check_positive, check_same, check_square
+from moseq.ops.checks import check_ndim, check_positive, check_same, check_square
+from moseq.ops.distributions import draws_standard_noise, standard_noise
 from moseq.ops.linalg import symmetrize
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -540,46 +541,6 @@ def _check_jitter(jitter):
         raise ValueError(f"`jitter` must be a scalar; got shape {np.shape(jitter)}.")
 
 
-def kalman_sample(
-    seed: PRNGKeyArray,
-    ys: Float[Array, "T obs"],
-    mask: Float[Array, " T"],
-    zs: Int[Array, " T-1"],
-    m0: Float[Array, " n"],
-    S0: Float[Array, "n n"],
-    A: Float[Array, "K n n"],
-    B: Float[Array, "K n"],
-    Q: Float[Array, "K n n"],
-    C: Float[Array, "obs n"],
-    D: Float[Array, " obs"],
-    Rs: Float[Array, "T obs"],
-    masked_dynamics_params: dict,
-    masked_obs_noise: Float[Array, " obs"],
-    jitter: float = 0,
-    parallel: bool = True,
-) -> Float[Array, "T n"]:
-    """One joint draw of x_{0:T-1} from the posterior of a switching linear-Gaussian model.
-
-    The model is the module's (see the module docstring): dynamics ``A[zs[t]], B[zs[t]],
-    Q[zs[t]]`` for the transition t -> t+1, replaced by ``masked_dynamics_params``
-    (``{"weights": (n, n), "bias": (n,), "cov": (n, n)}``) when ``mask[t] == 0``; emission
-    ``y_t = C x_t + D + N(0, diag(Rs[t]))``, with variance ``masked_obs_noise`` when
-    ``mask[t] == 0``. ``jitter`` (>= 0) is added to the diagonal of every covariance the
-    backward pass draws from (the last frame's filtered covariance and each conditional
-    covariance of x_t given x_{t+1}), identically on both paths. ``parallel=True`` uses
-    associative scans (depth O(log T), for accelerators); ``False`` uses ``lax.scan``.
-    ``parallel`` must be a Python bool (static under `jax.jit`). Batch recordings with
-    `jax.vmap`. Returns x with the dtype of the inputs.
-    """
-    model = _prepare(
-        ys, mask, zs, m0, S0, A, B, Q, C, D, Rs, masked_dynamics_params, masked_obs_noise
-    )
-    _check_jitter(jitter)
-    num_frames, state_dim = model.ys.shape[0], model.m0.shape[0]
-    noise = jax.random.normal(seed, (num_frames, NOISE_PER_FRAME, state_dim), model.m0.dtype)
-    return _sample(model, noise, jitter, parallel)
-
-
 def kalman_sample_with_noise(
     noise: Float[Array, "T 3 n"],
     ys: Float[Array, "T obs"],
@@ -610,9 +571,28 @@ def kalman_sample_with_noise(
         ys, mask, zs, m0, S0, A, B, Q, C, D, Rs, masked_dynamics_params, masked_obs_noise
     )
     _check_jitter(jitter)
-    num_frames, state_dim = model.ys.shape[0], model.m0.shape[0]
-    _check_shape("noise", noise, (num_frames, NOISE_PER_FRAME, state_dim), "(T, 3, n)")
-    return _sample(model, jnp.asarray(noise, model.m0.dtype), jitter, parallel)
+    shape = (model.ys.shape[0], NOISE_PER_FRAME, model.m0.shape[0])
+    noise = standard_noise(noise, shape, model.m0.dtype, "(T, 3, n)")
+    return _sample(model, noise, jitter, parallel)
+
+
+@draws_standard_noise(kalman_sample_with_noise)
+def kalman_sample(key: PRNGKeyArray, *args, **kwargs) -> Float[Array, "T n"]:
+    """One joint draw of x_{0:T-1} from the posterior of a switching linear-Gaussian model.
+
+    Takes a `jax.random` key, then the arguments of `kalman_sample_with_noise` after ``noise``
+    (its signature is this function's, with ``key`` first). The model is the module's (see
+    the module docstring): dynamics ``A[zs[t]], B[zs[t]], Q[zs[t]]`` for the transition
+    t -> t+1, replaced by ``masked_dynamics_params``
+    (``{"weights": (n, n), "bias": (n,), "cov": (n, n)}``) when ``mask[t] == 0``; emission
+    ``y_t = C x_t + D + N(0, diag(Rs[t]))``, with variance ``masked_obs_noise`` when
+    ``mask[t] == 0``. ``jitter`` (>= 0) is added to the diagonal of every covariance the
+    backward pass draws from (the last frame's filtered covariance and each conditional
+    covariance of x_t given x_{t+1}), identically on both paths. ``parallel=True`` uses
+    associative scans (depth O(log T), for accelerators); ``False`` uses ``lax.scan``.
+    ``parallel`` must be a Python bool (static under `jax.jit`). Batch recordings with
+    `jax.vmap`. Returns x with the dtype of the inputs.
+    """
 
 
 def kalman_smoother(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from moseq.ops.geometry import wrap_angle
 from moseq.ops.linalg import symmetrize
@@ -20,23 +20,32 @@ def noise_prior_scale(conf: Float[Array, "*batch"], slope: float, intercept: flo
     return 10.0 ** (2 * log10_sd)
 
 
-def interpolate_missing(Y: np.ndarray, missing: np.ndarray) -> np.ndarray:
-    """Linearly interpolate each keypoint's coordinates over time where `missing` (N, T, k);
-    a keypoint missing in every frame of a recording takes the mean of the recording's other
-    keypoints (0 if none). Host-side (NumPy); returns a new (N, T, k, d) array."""
+def interpolate_missing(Y: Float[np.ndarray, "... T k d"],
+                        missing: Bool[np.ndarray, "... T k"]) -> Float[np.ndarray, "... T k d"]:
+    """`Y` with its `missing` points filled, per recording (leading index); host-side NumPy,
+    computed in float64, returned as a new array.
+
+    A keypoint seen in at least one frame is interpolated linearly over time (and held at its
+    first / last seen value before / after them). A keypoint never seen takes, in every
+    frame, the mean of that frame's other keypoints that were seen at least once (after
+    their filling); 0 if no keypoint of the recording was ever seen.
+    """
     Y = np.array(Y, dtype=float)
-    frames = np.arange(Y.shape[1])
-    for n in range(Y.shape[0]):
-        for k in range(Y.shape[2]):
-            seen = ~missing[n, :, k]
-            if seen.all():
-                continue
-            if seen.any():
-                for c in range(Y.shape[3]):
-                    Y[n, ~seen, k, c] = np.interp(frames[~seen], frames[seen], Y[n, seen, k, c])
-            else:
-                others = Y[n][~missing[n]]
-                Y[n, :, k] = others.mean(0) if len(others) else 0.0
+    missing = np.broadcast_to(np.asarray(missing, bool), Y.shape[:-1])
+    frames = np.arange(Y.shape[-3])
+    for points, gaps in zip(Y.reshape(-1, *Y.shape[-3:]), missing.reshape(-1, *Y.shape[-3:-1]),
+                            strict=True):
+        seen = ~gaps
+        for keypoint in np.flatnonzero(seen.any(axis=0) & gaps.any(axis=0)):
+            known = seen[:, keypoint]
+            for axis in range(Y.shape[-1]):
+                points[~known, keypoint, axis] = np.interp(
+                    frames[~known], frames[known], points[known, keypoint, axis])
+        never_seen = ~seen.any(axis=0)
+        if never_seen.all():
+            points[:] = 0.0
+        elif never_seen.any():
+            points[:, never_seen] = points[:, ~never_seen].mean(axis=1, keepdims=True)
     return Y
 
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from moseq.ops._checks import check_square
+from moseq.ops.checks import check_square
 
 
 def symmetrize(A: Float[Array, "... n n"]) -> Float[Array, "... n n"]:
@@ -62,7 +62,10 @@ def segment_gram(
     Rows are sorted by segment and packed into blocks of `block_size` rows that each belong to
     one segment (at most M / block_size + S blocks), so the work is one batched matrix
     product, O(M p^2), with no (S, M) one-hot array and no per-row scatter of p x p outer
-    products. Weights must be >= 0 (0/1 masks in practice). Ids outside [0, S) are dropped.
+    products. The blocks' Gram matrices are totalled per segment by a segmented associative
+    scan, a tree of additions of depth O(log M): the rounding error grows with log(M), not
+    with the number of blocks, whatever order XLA would add them in. Weights must be >= 0
+    (0/1 masks in practice). Ids outside [0, S) are dropped.
     """
     num_rows, dim = rows.shape
     if weights is not None:
@@ -80,9 +83,18 @@ def segment_gram(
     block = first_block[sorted_ids] + rank // block_size
     packed = jnp.zeros((num_blocks, block_size, dim), rows.dtype)
     packed = packed.at[block, rank % block_size].set(rows[order])
-    owner = jnp.zeros(num_blocks, sorted_ids.dtype).at[block].set(sorted_ids)
+    # Unused blocks go last, owned by no segment, so owners stay sorted.
+    owner = jnp.full(num_blocks, num_segments, sorted_ids.dtype).at[block].set(sorted_ids)
     grams = jnp.einsum("nbi,nbj->nij", packed, packed)
-    return jax.ops.segment_sum(grams, owner, num_segments=num_segments)
+
+    def running_total(earlier, later):  # associative for sorted owners
+        (earlier_owner, earlier_sum), (later_owner, later_sum) = earlier, later
+        same = (earlier_owner == later_owner)[:, None, None]
+        return later_owner, jnp.where(same, earlier_sum + later_sum, later_sum)
+
+    _, totals = jax.lax.associative_scan(running_total, (owner, grams))
+    last_block = jnp.maximum(first_block + blocks_per_segment - 1, 0)
+    return jnp.where((counts > 0)[:, None, None], totals[last_block], 0)
 
 
 # Batched factorizations run on CPU through LAPACK kernels that split their batch over XLA's

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from moseq.ops._checks import check_ndim, check_positive, check_same, check_square
+from moseq.ops.checks import check_ndim, check_positive, check_same, check_square
 from moseq.ops.distributions import sample_dirichlet
 
 CUSTOMERS_PER_CHUNK = 4096
@@ -47,7 +47,7 @@ def count_transitions(
 
 
 def sample_crt_table_counts(
-    seed: PRNGKeyArray,
+    key: PRNGKeyArray,
     customer_counts: Int[Array, ...],
     concentrations: Float[Array, ...],
     customers_per_chunk: int = CUSTOMERS_PER_CHUNK,
@@ -81,7 +81,7 @@ def sample_crt_table_counts(
         customer = chunk * customers_per_chunk + offsets
         cell = jnp.minimum(jnp.searchsorted(ends, customer, side="right"), counts.size - 1)
         seated_before = (customer - starts[cell]).astype(rho.dtype)
-        uniforms = jax.random.uniform(jax.random.fold_in(seed, chunk), customer.shape, rho.dtype)
+        uniforms = jax.random.uniform(jax.random.fold_in(key, chunk), customer.shape, rho.dtype)
         new_table = (uniforms * (rho[cell] + seated_before) < kept_rho[cell]) & (customer < total)
         return chunk + 1, tables.at[cell].add(new_table.astype(tables.dtype))
 
@@ -106,7 +106,7 @@ def _check_hdp_args(transition_counts, betas, alpha, kappa, gamma=None) -> None:
 
 
 def sample_betas(
-    seed: PRNGKeyArray,
+    key: PRNGKeyArray,
     transition_counts: Int[Array, "K K"],
     betas: Float[Array, " K"],
     alpha: float,
@@ -121,7 +121,7 @@ def sample_betas(
     transition_counts, betas = jnp.asarray(transition_counts), jnp.asarray(betas)
     _check_hdp_args(transition_counts, betas, alpha, kappa, gamma)
     num_states = betas.shape[0]
-    table_key, dirichlet_key = jax.random.split(seed)
+    table_key, dirichlet_key = jax.random.split(key)
     shared_mass = alpha * betas
     concentrations = shared_mass[None, :] + kappa * jnp.eye(num_states, dtype=betas.dtype)
     # A diagonal table is kept for the dish (not overridden by stickiness) with probability
@@ -133,7 +133,7 @@ def sample_betas(
 
 
 def sample_pi(
-    seed: PRNGKeyArray,
+    key: PRNGKeyArray,
     transition_counts: Int[Array, "K K"],
     betas: Float[Array, " K"],
     alpha: float,
@@ -143,11 +143,11 @@ def sample_pi(
     transition_counts, betas = jnp.asarray(transition_counts), jnp.asarray(betas)
     _check_hdp_args(transition_counts, betas, alpha, kappa)
     stickiness = kappa * jnp.eye(betas.shape[0], dtype=betas.dtype)
-    return sample_dirichlet(seed, transition_counts + alpha * betas[None, :] + stickiness)
+    return sample_dirichlet(key, transition_counts + alpha * betas[None, :] + stickiness)
 
 
 def sample_hdp_transitions(
-    seed: PRNGKeyArray,
+    key: PRNGKeyArray,
     transition_counts: Int[Array, "K K"],
     betas: Float[Array, " K"],
     alpha: float,
@@ -155,13 +155,13 @@ def sample_hdp_transitions(
     gamma: float,
 ) -> tuple[Float[Array, " K"], Float[Array, "K K"]]:
     """One Gibbs update of `(betas, pi)` given transition counts: betas first, then pi."""
-    betas_key, pi_key = jax.random.split(seed)
+    betas_key, pi_key = jax.random.split(key)
     betas = sample_betas(betas_key, transition_counts, betas, alpha, kappa, gamma)
     return betas, sample_pi(pi_key, transition_counts, betas, alpha, kappa)
 
 
 def resample_hdp_transitions(
-    seed: PRNGKeyArray,
+    key: PRNGKeyArray,
     z: Int[Array, "... T"],
     mask: Float[Array, "... T+L"],
     betas: Float[Array, " K"],
@@ -176,25 +176,25 @@ def resample_hdp_transitions(
     splatted in.
     """
     counts = count_transitions(jnp.shape(betas)[0], z, mask)
-    return sample_hdp_transitions(seed, counts, betas, alpha, kappa, gamma)
+    return sample_hdp_transitions(key, counts, betas, alpha, kappa, gamma)
 
 
 def init_hdp_transitions(
-    seed: PRNGKeyArray, num_states: int, alpha: float, kappa: float, gamma: float, **kwargs
+    key: PRNGKeyArray, num_states: int, alpha: float, kappa: float, gamma: float, **kwargs
 ) -> tuple[Float[Array, " K"], Float[Array, "K K"]]:
     """Draw `(betas, pi)` from the sticky HDP prior (extra keyword arguments are ignored)."""
     if not isinstance(num_states, int) or num_states < 1:
         raise ValueError(f"`num_states` must be a positive int; got {num_states!r}.")
     check_positive("gamma", gamma)
     dtype = jnp.result_type(float)
-    betas_key, pi_key = jax.random.split(seed)
+    betas_key, pi_key = jax.random.split(key)
     betas = sample_dirichlet(betas_key, jnp.full((num_states,), gamma / num_states, dtype))
     zero_counts = jnp.zeros((num_states, num_states), dtype)
     return betas, sample_pi(pi_key, zero_counts, betas, alpha, kappa)
 
 
 def sample_dir_transitions(
-    seed: PRNGKeyArray, transition_counts: Int[Array, "K K"], beta: float, kappa: float
+    key: PRNGKeyArray, transition_counts: Int[Array, "K K"], beta: float, kappa: float
 ) -> Float[Array, "K K"]:
     """Sticky Dirichlet transition matrix: row i ~ Dir(beta + n_i + kappa * e_i)."""
     transition_counts = jnp.asarray(transition_counts)
@@ -204,11 +204,11 @@ def sample_dir_transitions(
     check_positive("kappa", kappa, allow_zero=True)
     dtype = jnp.result_type(float)
     stickiness = kappa * jnp.eye(transition_counts.shape[0], dtype=dtype)
-    return sample_dirichlet(seed, beta + transition_counts.astype(dtype) + stickiness)
+    return sample_dirichlet(key, beta + transition_counts.astype(dtype) + stickiness)
 
 
 def resample_dir_transitions(
-    seed: PRNGKeyArray,
+    key: PRNGKeyArray,
     num_states: int,
     z: Int[Array, "... T"],
     mask: Float[Array, "... T+L"],
@@ -218,4 +218,4 @@ def resample_dir_transitions(
 ) -> Float[Array, "K K"]:
     """Count the transitions of `z`, then `sample_dir_transitions` (extra kwargs ignored)."""
     counts = count_transitions(num_states, z, mask)
-    return sample_dir_transitions(seed, counts, beta, kappa)
+    return sample_dir_transitions(key, counts, beta, kappa)

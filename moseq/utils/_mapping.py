@@ -1,5 +1,8 @@
 """`mixed_map`: `jax.vmap` that bounds memory with serial chunks and spreads them over devices.
 
+Compatibility only: it exists for the reference API (`moseq.utils.utils.mixed_map`); nothing
+else in moseq uses it.
+
 Two process-wide settings, read when a mapped function is traced, control it:
 
 - iters: the mapped axis is cut into at most this many chunks, run one after another with

@@ -1,4 +1,6 @@
-"""Calling host-side NumPy code from code that holds JAX arrays."""
+"""Calling host-side NumPy code from code that holds JAX arrays (`jax_io`).
+
+Compatibility only: it exists for the reference API (`moseq.utils.utils.jax_io`)."""
 
 from __future__ import annotations
 
