@@ -62,9 +62,9 @@ def segment_gram(
     Rows are sorted by segment and packed into blocks of `block_size` rows that each belong to
     one segment (at most M / block_size + S blocks), so the work is one batched matrix
     product, O(M p^2), with no (S, M) one-hot array and no per-row scatter of p x p outer
-    products. The blocks' Gram matrices are totalled per segment by a segmented associative
-    scan, a tree of additions of depth O(log M): the rounding error grows with log(M), not
-    with the number of blocks, whatever order XLA would add them in. Weights must be >= 0
+    products. The blocks' Gram matrices are totalled per segment in a tree of additions of
+    depth O(log M) (`_tree_segment_sum`): the rounding error grows with log(M), not with the
+    number of blocks, whatever order XLA would add them in. Weights must be >= 0
     (0/1 masks in practice). Ids outside [0, S) are dropped.
     """
     num_rows, dim = rows.shape
@@ -86,15 +86,26 @@ def segment_gram(
     # Unused blocks go last, owned by no segment, so owners stay sorted.
     owner = jnp.full(num_blocks, num_segments, sorted_ids.dtype).at[block].set(sorted_ids)
     grams = jnp.einsum("nbi,nbj->nij", packed, packed)
+    return _tree_segment_sum(grams, owner, blocks_per_segment, num_segments)
 
-    def running_total(earlier, later):  # associative for sorted owners
-        (earlier_owner, earlier_sum), (later_owner, later_sum) = earlier, later
-        same = (earlier_owner == later_owner)[:, None, None]
-        return later_owner, jnp.where(same, earlier_sum + later_sum, later_sum)
 
-    _, totals = jax.lax.associative_scan(running_total, (owner, grams))
-    last_block = jnp.maximum(first_block + blocks_per_segment - 1, 0)
-    return jnp.where((counts > 0)[:, None, None], totals[last_block], 0)
+def _tree_segment_sum(values, owner, sizes, num_segments: int, fan_in: int = 16):
+    """Per-segment totals of `values` (n, ...) whose entries are grouped by segment (`owner`
+    sorted, segment s holding `sizes[s]` consecutive entries; other entries owned by
+    `num_segments`), added `fan_in` at a time in a tree: every addition has at most `fan_in`
+    terms and there are log_fan_in(n) levels, so the rounding error grows with log(n)."""
+    count = bound = values.shape[0]  # entries, and the most one segment can hold (static)
+    while bound > 1:
+        groups = -(-sizes // fan_in)
+        valid = owner < num_segments
+        safe = jnp.where(valid, owner, 0)
+        rank = jnp.arange(count) - (jnp.cumsum(sizes) - sizes)[safe]
+        count = min(count, -(-count // fan_in) + num_segments)
+        group = jnp.where(valid, (jnp.cumsum(groups) - groups)[safe] + rank // fan_in, count)
+        values = jax.ops.segment_sum(values, group, num_segments=count)
+        owner = jnp.full(count, num_segments, owner.dtype).at[group].set(owner, mode="drop")
+        sizes, bound = groups, -(-bound // fan_in)
+    return jax.ops.segment_sum(values, owner, num_segments=num_segments)
 
 
 # Batched factorizations run on CPU through LAPACK kernels that split their batch over XLA's
