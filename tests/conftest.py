@@ -1,4 +1,5 @@
-"""Test set-up: 8 virtual CPU devices, float64 available, hypothesis profiles.
+"""Test set-up: 8 virtual CPU devices, float64 available, a compilation cache, hypothesis
+profiles.
 
 Exactness tests run in float64 (x64 is on for the whole suite); float32 tests pass float32
 inputs explicitly, which also checks that every kernel keeps the dtype of its inputs.
@@ -14,6 +15,15 @@ import jax  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+
+# A persistent compilation cache for the run: programs compiled by one test module are read
+# back by the next (each module drops the in-memory caches, below), and a rerun starts warm.
+# MOSEQ_TEST_COMPILATION_CACHE names another folder, or "off".
+_CACHE = os.environ.get("MOSEQ_TEST_COMPILATION_CACHE",
+                        os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "jax"))
+if _CACHE != "off":
+    jax.config.update("jax_compilation_cache_dir", os.path.abspath(_CACHE))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=50, deadline=None)

@@ -6,6 +6,9 @@
   leave p(state, data) invariant. The sharpest test of a block's maths.
 * `sbc(model, data_shapes)`: simulation-based calibration, which also exercises `init` and
   convergence from a start away from the truth.
+* `moseq.testing.joint`: what those tests share (joint draws of data and state, test
+  functions, compiling a whole test as one program), to build other tests of a sampler;
+  `moseq.testing.verdict`: the multiple-comparison correction and the reports' verdict.
 * `moseq.testing.strategies`: hypothesis strategies (hyperparameters, transition matrices,
   SPD matrices, state sequences with ragged masks, ragged recordings). It needs hypothesis
   and is not imported here.
