@@ -111,12 +111,10 @@ def test_an_undeclared_read_fails_when_traced(block_type, method, declaration, v
     with pytest.raises(UndeclaredRead, match=message):
         if method == "sample_prior":
             model.simulate(0, 2, 30)
+        elif method == "init":
+            model.init(0, data())
         else:
-            state = model.init(0, data()) if method == "resample" else None
-            if state is None:
-                model.init(0, data())
-            else:
-                model.sweep(1, data(), state)
+            model.sweep(1, data(), model.init(0, data()))
 
 
 def test_declared_reads_suffice_for_every_shipped_model():
