@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from moseq import pipeline
+from moseq.core import NumericalFailure
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -146,8 +147,9 @@ def _fit_target(args) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the `moseq` command; returns the exit status (0 on success, 1 on a usage error
-    that moseq explains)."""
+    """Run the `moseq` command; returns the exit status (0 on success, 1 on an error that
+    moseq explains in one line: bad input, a file that cannot be written, a NaN in a sweep;
+    130 when interrupted)."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "init-project":
@@ -176,7 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\nmoseq fit: interrupted; continue from the last checkpoint with "
                   f"`moseq fit {args.target} --resume`.", file=sys.stderr)
         return 130
-    except (pipeline.ConfigError, FileExistsError, FileNotFoundError, ValueError) as error:
+    except pipeline.WriteError as error:
+        resume = (f" `moseq fit {args.target} --resume` continues from the last checkpoint."
+                  if args.command == "fit" else "")
+        print(f"moseq {args.command}: error: {error}{resume}", file=sys.stderr)
+        return 1
+    except (pipeline.ConfigError, NumericalFailure, OSError, ValueError) as error:
         print(f"moseq {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -32,6 +32,7 @@ application run inside `jax.enable_x64(fitting.float64)` with the data cast to t
 # One module per job: _config (the config schema and its TOML), _files (checkpoint and model
 # files), _progress (the progress bar), _project / _fit / _apply (set-up, fit, apply).
 
+from moseq._atomic import WriteError
 from moseq.pipeline._apply import ApplyResult, apply
 from moseq.pipeline._config import (
     CONFIG_NAME,
@@ -71,6 +72,7 @@ __all__ = [
     "FittingConfig",
     "ApplyConfig",
     "ConfigError",
+    "WriteError",
     "RESUMABLE_KEYS",
     "init_project",
     "load_data",

@@ -1,4 +1,5 @@
-"""The files of a project: atomic npz writes, `checkpoint.npz` and `model.npz`."""
+"""The files of a project: atomic npz writes, `checkpoint.npz`, `model.npz`, and the record
+of the outputs a fit or an application wrote (`replace_outputs`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from moseq._atomic import atomic_path
+from moseq._atomic import atomic_path, writing
 from moseq._version import __version__
 from moseq.pipeline._config import Config
 
@@ -22,8 +23,10 @@ MODEL_NAME = "model.npz"
 RESULTS_NAME = "results.h5"
 CSV_DIR = "csv"
 REPORT_DIR = "report"
+OUTPUTS_NAME = ".moseq-outputs-{}.json"  # {}: "fit" or "apply"
 CHECKPOINT_FORMAT = "moseq-checkpoint"
 MODEL_FORMAT = "moseq-model"
+OUTPUTS_FORMAT = "moseq-outputs"
 FILE_FORMAT_VERSION = 1
 
 
@@ -134,3 +137,49 @@ def _data_hash(batch) -> str:
     digest.update(json.dumps([list(map(str, batch.keys)), np.asarray(batch.bounds).tolist(),
                               list(batch.keypoint_names)]).encode())
     return digest.hexdigest()
+
+
+def _stamp(path: str) -> list[int]:
+    """What tells a file moseq wrote from one changed since: its size and modification time."""
+    stat = os.stat(path)
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def replace_outputs(folder, written, kind: str) -> list[str]:
+    """Make `written` (the paths of the files a run of `kind`, "fit" or "apply", just wrote
+    in `folder`) the outputs of `folder`, and remove those the previous run of that kind wrote
+    that this one did not write again (e.g. the CSV of a recording dropped since).
+
+    The outputs are recorded in `folder/.moseq-outputs-{kind}.json` (`format`
+    "moseq-outputs", `files`: {path relative to `folder`: [size, mtime_ns]}). A recorded file
+    is removed only if unchanged since moseq wrote it, so a file moseq did not write, one
+    edited since or one another kind of run wrote over is never removed; a folder left empty
+    by a removal is removed too. Returns the paths removed.
+    """
+    folder = Path(folder)
+    record = folder / OUTPUTS_NAME.format(kind)
+    previous: dict = {}
+    if record.is_file():
+        try:
+            stored = json.loads(record.read_text())
+            if stored.get("format") == OUTPUTS_FORMAT:
+                previous = {str(name): list(stamp) for name, stamp in stored["files"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            previous = {}  # an unreadable record lists nothing to remove
+    current = {os.path.relpath(path, folder): _stamp(path) for path in map(os.fspath, written)}
+    removed = []
+    for name, stamp in sorted(previous.items()):
+        path = folder / name
+        inside = not os.path.isabs(name) and ".." not in Path(name).parts
+        if (name in current or not inside or path.is_symlink() or not path.is_file()
+                or _stamp(path) != stamp):
+            continue
+        with writing(path):
+            path.unlink()
+            removed.append(str(path))
+            parent = path.parent
+            if parent != folder and not any(parent.iterdir()):
+                parent.rmdir()
+    with atomic_path(record) as temporary, open(temporary, "w") as file:
+        json.dump({"format": OUTPUTS_FORMAT, "files": current}, file, indent=1)
+    return removed
