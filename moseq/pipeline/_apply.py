@@ -44,7 +44,7 @@ def apply(project_or_model, paths: Sequence[str] | str, output: str | os.PathLik
         progress: show the phases, then a progress bar, on stderr.
 
     The outputs of an earlier application to `output` that this one does not write again
-    (the CSV of a recording not given this time) are removed (`replace_outputs`).
+    (the CSV of a recording not given this time) are removed, if unchanged since.
     """
     import jax
 

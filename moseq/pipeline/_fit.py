@@ -66,7 +66,7 @@ def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
         export: write `model.npz`, `results.h5` and `csv/`; report: write `report/`. The
             outputs of an earlier fit that this one does not write again (the CSV of a
             recording since dropped, `model.npz` with `export=False`) are removed, if
-            unchanged since moseq wrote them (`replace_outputs`).
+            unchanged since moseq wrote them (listed in `.moseq-outputs-fit.json`).
         callbacks: extra `fn(sweeps_done, state, trace)` called after each chunk (after the
             checkpoint); `trace` is that of the fit so far.
 
@@ -74,8 +74,9 @@ def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
         A `FitResult`.
 
     Raises:
-        moseq.WriteError: a file could not be written (its path and the reason); the files
-            written before are intact, and `resume=True` continues from the last checkpoint.
+        moseq.pipeline.WriteError: a file could not be written (its path and the reason);
+            the files written before are intact, and `resume=True` continues from the last
+            checkpoint.
         moseq.NumericalFailure: a sweep produced a NaN; the message names the sweep, the
             block and the last checkpoint, and what to change.
     """

@@ -1,8 +1,16 @@
 """The progress display of a fit or an application: a line as each phase starts, then a
-status per chunk of sweeps with a steady rate and an ETA, and marks at each stage's end."""
+status per chunk of sweeps with a steady rate and an ETA, and marks at each stage's end.
+
+The bar is drawn here rather than by a progress library: every figure on it (a rate without
+compilation, a per-stage ETA, the compilation time) is computed here anyway, the line-per-chunk
+form for log files is needed anyway (a library's carriage-return frames read badly there),
+and tqdm, the obvious choice, hides its bar on terminals that report zero rows (`docker exec
+-t`, `script`).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -17,8 +25,8 @@ class ProgressBar:
     stage as it begins compiling (`begin`: pass it to `fit_staged` as a stage callback).
     Called after each chunk of sweeps (a `fit_staged` or scheduler callback), it shows the
     stage, the sweep, the steady rate, the ETA and the log joint: on a terminal as a bar
-    redrawn in place (tqdm) below the permanent lines, elsewhere (a log file, CI) as one
-    line per chunk. A stage's end is marked by a line with its final log joint, and the
+    redrawn in place below the permanent lines, elsewhere (a log file, CI) as one line per
+    chunk. A stage's end is marked by a line with its final log joint, and the
     next stage's first chunk by a line with its first.
 
     A stage's first chunk includes compiling its programs, so the steady rate counts from
@@ -38,7 +46,7 @@ class ProgressBar:
         self.total, self.show, self.clock = total, show, clock
         self.stream = sys.stderr if stream is None else stream
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._bar = None  # the tqdm bar, on a terminal, from the first chunk on
+        self._drawn = ""  # the status line on a terminal, redrawn in place ("": none yet)
         self._phase_started = clock()
         self._sweeps_done: int | None = None
         self._begin("", 0, total, follows=False)
@@ -55,8 +63,8 @@ class ProgressBar:
         """A permanent line."""
         if not self.show:
             return
-        if self._bar is not None:
-            self._bar.write(text, file=self.stream)
+        if self._drawn:  # over the status line, which is drawn again below it
+            self.stream.write("\r" + text.ljust(len(self._drawn)) + "\n" + self._drawn)
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
@@ -124,32 +132,35 @@ class ProgressBar:
         else:
             speed = f"{rate:.2f} sweeps/s"
             eta = _duration((self.end_sweep - sweeps_done) / rate)
-            eta = (f"ETA {eta}" if self.end_sweep >= self.total
-                   else f"{self.stage} stage ends in {eta}")
+            eta = f"ETA {eta}" if self.end_sweep >= self.total else f"{self.stage} ends in {eta}"
         stats = f"{speed}  {eta}  log joint {log_joint:.6g}"
+        label = f"{self.stage:>4} " if self.stage else ""
+        sweeps = f"{sweeps_done:>{len(str(self.total))}}/{self.total}"
         if not self.tty:
-            label = f"{self.stage:>4} " if self.stage else ""
-            width = len(str(self.total))
-            self.stream.write(f"{label}sweep {sweeps_done:>{width}}/{self.total}  {stats}\n")
-            self.stream.flush()
-            return
-        if self._bar is None:
-            from tqdm import tqdm
+            self.stream.write(f"{label}sweep {sweeps}  {stats}\n")
+        else:
+            columns = self._columns() - 1  # the last column would wrap on some terminals
+            width = min(20, columns - len(label) - len(sweeps) - len(stats) - 5)
+            filled = round(width * sweeps_done / max(self.total, 1))
+            bar = f"[{'#' * filled}{'-' * (width - filled)}] " if width >= 10 else ""
+            line = f"{label}{bar}{sweeps}  {stats}"[:columns]
+            self.stream.write("\r" + line.ljust(len(self._drawn)))
+            self._drawn = line
+        self.stream.flush()
 
-            self._bar = tqdm(total=self.total, initial=sweeps_done, file=self.stream,
-                             desc=f"{self.stage:>4}", postfix=stats, dynamic_ncols=True,
-                             bar_format="{desc} {bar} {n_fmt}/{total_fmt}{postfix}")
-            return
-        self._bar.set_description_str(f"{self.stage:>4}", refresh=False)
-        self._bar.set_postfix_str(stats, refresh=False)
-        self._bar.n = sweeps_done
-        self._bar.refresh()
+    def _columns(self) -> int:
+        try:
+            columns = os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        return columns or 80
 
     def close(self) -> None:
-        """End the bar's line (on a terminal); call when the run ends or fails."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        """End the status line (on a terminal); call when the run ends or fails."""
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = ""
 
 
 def _duration(seconds: float) -> str:
