@@ -337,6 +337,9 @@ def test_apply_to_the_nwb_copy(fitted, tmp_path):
     assert np.all(np.isfinite(table["latent_state"]))
     assert metadata["apply_sweeps"] == 2
     assert (output / "csv" / "sample_nwb_.csv").exists()
+    # The fitted clip keeps the fit's numbers: no relabelling matches them better.
+    direct, best = _agreement(table["syllable"], reference["syllable"], num_states=10)
+    assert direct >= best - 0.02 and direct > 0.3, (direct, best)
     with pytest.raises(ValueError, match="lacks"):
         pipeline.apply(fitted, [NWB], tmp_path / "x", progress=False)  # unmapped names
 
@@ -466,3 +469,46 @@ def test_progress_and_a_refit_replace_the_outputs(fitted, tmp_path, capsys):
     pipeline.fit(project, resume=True, progress=False, export=False, report=False)
     assert not (project / "model.npz").exists() and not (project / "results.h5").exists()
     assert sorted(os.listdir(project / "csv")) == ["notes.csv"]
+
+
+def _agreement(a, b, num_states):
+    """The fraction of frames where labels `a` and `b` agree, as they are and under the best
+    one-to-one relabelling of `a`."""
+    from scipy.optimize import linear_sum_assignment
+
+    counts = np.zeros((num_states, num_states))
+    np.add.at(counts, (a, b), 1)
+    rows, columns = linear_sum_assignment(-counts)
+    return np.mean(a == b), counts[rows, columns].sum() / len(a)
+
+
+@pytest.mark.slow
+def test_syllable_numbers_belong_to_the_fitted_model(fitted, tmp_path):
+    """model.npz fixes the numbering by frequency at the end of the fit; the fit's results
+    and an apply to part of the clip, whose frequencies differ, carry it."""
+    from moseq import export
+
+    order = pipeline.load_model(fitted).syllable_order
+    batch, _ = pipeline.load_data(Config.load(fitted))
+    final = pipeline.load_checkpoint(fitted / "checkpoint.npz").state
+    states = export.results_per_recording(final, batch.data, 2, batch=batch, relabel=False)
+    np.testing.assert_array_equal(order, export.syllable_order_of(states, 10))
+    fit_results, _ = load_results_h5(fitted / "results.h5")
+    name = "openfield_dlc_inference_example"
+    np.testing.assert_array_equal(order[fit_results[name]["syllable"]], states[name]["syllable"])
+
+    lines = DLC_CSV.read_text().splitlines(keepends=True)
+    (tmp_path / "first_600.csv").write_text("".join(lines[:3 + 600]))  # 3 header rows
+    applied = pipeline.apply(fitted, [tmp_path / "first_600.csv"], tmp_path / "out",
+                             progress=False)
+    applied_states = export.results_per_recording(
+        applied.applied.state, applied.batch.data, 2, batch=applied.batch, relabel=False)
+    table, new_states = applied.results["first_600"], applied_states["first_600"]
+    assert not np.array_equal(export.syllable_order_of(applied_states, 10), order)
+    np.testing.assert_array_equal(order[table["syllable"]], new_states["syllable"])
+    saved, _ = load_results_h5(tmp_path / "out" / "results.h5")
+    np.testing.assert_array_equal(saved["first_600"]["syllable"], table["syllable"])
+    reference = fit_results[name]["syllable"][np.searchsorted(fit_results[name]["frame"],
+                                                              table["frame"])]
+    direct, best = _agreement(table["syllable"], reference, num_states=10)
+    assert direct >= best - 0.02 and direct > 0.3, (direct, best)

@@ -32,7 +32,8 @@ def apply(project_or_model, paths: Sequence[str] | str, output: str | os.PathLik
           *, keypoints: Sequence[str] | Mapping[str, str] | None = None,
           num_sweeps: int | None = None, progress: bool = True) -> ApplyResult:
     """Apply a fitted model (`PROJECT/model.npz`) to recordings: its parameters fixed, the
-    syllables, latents, heading and centroid of the new recordings sampled.
+    syllables, latents, heading and centroid of the new recordings sampled. Syllables carry
+    the fit's numbers (`FittedModel.syllable_order`), whatever their frequency in the new data.
 
     Args:
         project_or_model: a project folder or a `model.npz`.
@@ -89,8 +90,9 @@ def apply(project_or_model, paths: Sequence[str] | str, output: str | os.PathLik
                                   callbacks=[bar])
             state = {k: np.asarray(v) for k, v in applied.state.items()}
             marginals = None if applied.marginals is None else np.asarray(applied.marginals)
-            results = moseq.export.results_per_recording(state, batch.data, config.model.nlags,
-                                                         marginals=marginals, batch=batch)
+            results = moseq.export.results_per_recording(
+                state, batch.data, config.model.nlags, marginals=marginals, batch=batch,
+                syllable_order=fitted.syllable_order)
         fps = config.data.fps or _fps(config, recordings) or fitted.fps
         moseq.export.save_results_h5(output / RESULTS_NAME, results, _metadata(
             config, names, fps, applied_to=[os.fspath(p) for p in paths],

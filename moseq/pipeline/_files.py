@@ -89,24 +89,30 @@ def load_checkpoint(path) -> Checkpoint:
 @dataclasses.dataclass
 class FittedModel:
     """What `model.npz` holds: the fitted global parameters (`moseq.models.parameters`), the
-    config of the fit, and the keypoints it was fitted on.
+    config of the fit, the keypoints it was fitted on, and the project's syllable numbering.
+
+    `syllable_order (K,)`: `syllable_order[syllable] = state`, fixed at the end of the fit
+    by frequency in the fitted recordings; `params` stay indexed by state (e.g.
+    `params["Ab"][syllable_order[3]]` are syllable 3's dynamics).
 
     Layout of the npz: `format` = "moseq-model", `format_version`, `moseq_version`, `config`
-    (JSON), `keypoint_names`, `fps` (NaN when unknown), `params/{variable}` (e.g. betas, pi,
-    Ab, Q, Cd, sigmasq).
+    (JSON), `keypoint_names`, `fps` (NaN when unknown), `syllable_order`,
+    `params/{variable}` (e.g. betas, pi, Ab, Q, Cd, sigmasq).
     """
 
     params: dict[str, np.ndarray]
     config: Config
     keypoint_names: tuple[str, ...]
     fps: float | None
+    syllable_order: np.ndarray
 
 
 def save_model(path, fitted: FittedModel) -> None:
     arrays = {"format": MODEL_FORMAT, "format_version": FILE_FORMAT_VERSION,
               "moseq_version": __version__, "config": json.dumps(fitted.config.to_dict()),
               "keypoint_names": np.asarray(fitted.keypoint_names, dtype=str),
-              "fps": np.nan if fitted.fps is None else fitted.fps}
+              "fps": np.nan if fitted.fps is None else fitted.fps,
+              "syllable_order": np.asarray(fitted.syllable_order)}
     arrays.update({f"params/{k}": v for k, v in fitted.params.items()})
     _save_npz(path, arrays)
 
@@ -121,10 +127,15 @@ def load_model(path) -> FittedModel:
     arrays = _load_npz(path, MODEL_FORMAT, "moseq model")
     config = Config.from_dict(json.loads(str(arrays["config"])), base_dir=path.parent.resolve(),
                               source=str(path))
+    if "syllable_order" not in arrays:
+        raise ValueError(
+            f"{path} has no `syllable_order` (it was written by an earlier moseq); run "
+            "`moseq fit PROJECT --resume` once to rewrite it (the finished fit is not rerun).")
     fps = float(arrays["fps"])
     return FittedModel(params=_split(arrays, "params/"), config=config,
                        keypoint_names=tuple(str(k) for k in arrays["keypoint_names"]),
-                       fps=None if math.isnan(fps) else fps)
+                       fps=None if math.isnan(fps) else fps,
+                       syllable_order=arrays["syllable_order"])
 
 
 def _data_hash(batch) -> str:

@@ -218,13 +218,17 @@ def _write_outputs(config: Config, project: Path, batch, recordings, state, trac
         nlags = config.model.nlags
         marginals = None
         if export:
+            marginals = np.asarray(syllable_marginals(model, batch.data, state)[0])
+        states = moseq.export.results_per_recording(state, batch.data, nlags,
+                                                    marginals=marginals, batch=batch,
+                                                    relabel=False)
+        syllable_order = moseq.export.syllable_order_of(states, config.model.num_states)
+        results = moseq.export.renumber(states, syllable_order)
+        if export:
             save_model(project / MODEL_NAME, FittedModel(
                 params={k: np.asarray(v) for k, v in parameters(model, state).items()},
-                config=config, keypoint_names=batch.keypoint_names, fps=fps))
-            marginals = np.asarray(syllable_marginals(model, batch.data, state)[0])
-        results = moseq.export.results_per_recording(state, batch.data, nlags,
-                                                     marginals=marginals, batch=batch)
-        if export:
+                config=config, keypoint_names=batch.keypoint_names, fps=fps,
+                syllable_order=syllable_order))
             moseq.export.save_results_h5(project / RESULTS_NAME, results,
                                          _metadata(config, batch.keypoint_names, fps))
             written += [project / MODEL_NAME, project / RESULTS_NAME]
