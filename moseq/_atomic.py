@@ -20,13 +20,9 @@ TEMPORARY_SUFFIX = ".tmp"
 
 
 class WriteError(OSError):
-    """A file could not be written: `filename` is its path, `strerror` the operating system's
-    reason (e.g. no space left on device, permission denied). The file, if it existed, is
-    unchanged."""
-
-    def __init__(self, path: str | os.PathLike, error: OSError):
-        reason = error.strerror or str(error) or type(error).__name__
-        super().__init__(error.errno, reason, os.fspath(path))
+    """A file could not be written: `WriteError(errno, strerror, filename)`, `filename` its
+    path and `strerror` the operating system's reason (e.g. no space left on device,
+    permission denied). The file, if it existed, is unchanged."""
 
     def __str__(self) -> str:
         if self.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -48,7 +44,8 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
     except WriteError:
         raise
     except OSError as error:
-        raise WriteError(path, error) from None
+        reason = error.strerror or str(error) or type(error).__name__
+        raise WriteError(error.errno, reason, os.fspath(path)) from None
 
 
 def _fresh(folder: str, suffix: str, make: Callable[[str], None]) -> str:

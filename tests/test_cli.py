@@ -76,8 +76,8 @@ def test_write_errors_and_nans_are_one_line(tmp_path, monkeypatch, capsys):
     from moseq import NumericalFailure
 
     def full_disk(*args, **kwargs):
-        raise pipeline.WriteError(tmp_path / "out" / "results.h5",
-                                  OSError(errno.ENOSPC, "No space left on device"))
+        raise pipeline.WriteError(errno.ENOSPC, "No space left on device",
+                                  str(tmp_path / "out" / "results.h5"))
 
     monkeypatch.setattr(pipeline, "apply", full_disk)
     assert cli.main(["apply", str(tmp_path), str(DLC_CSV)]) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import stat
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch)
     assert str(error) == (f"cannot write {path}: No space left on device; the files written "
                           "before are intact. Free space on that disk, then run again.")
     assert error.__cause__ is None and error.__suppress_context__  # one error, not a chain
+    assert str(pickle.loads(pickle.dumps(error))) == str(error)  # e.g. from a process pool
     monkeypatch.undo()
     assert pipeline.load_checkpoint(path).sweeps == 2
     assert os.listdir(tmp_path) == ["checkpoint.npz"]

@@ -195,8 +195,8 @@ def _nan_advice(failure: NumericalFailure, checkpoint_path: Path, saved: int,
     if not config.fitting.float64:
         remedies += " or `fitting.float64 = true` (round-off in float32 is a usual cause)"
     return (f"{failure} The fit stopped; {checkpoint_path} holds the fit after {saved} sweeps, "
-            "its last checkpoint. Resuming from there (resume=True, `moseq fit --resume`) runs the "
-            "same chain again and meets the same value; to go on, start a new fit "
+            "its last checkpoint. Resuming from there (resume=True, `moseq fit --resume`) "
+            "repeats the same chain, up to the same NaN; to go on, start a new fit "
             f"(overwrite=True, `--overwrite`) with {remedies}, or check the recordings' "
             "keypoints for the block named.")
 

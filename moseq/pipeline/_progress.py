@@ -26,8 +26,8 @@ class ProgressBar:
     Called after each chunk of sweeps (a `fit_staged` or scheduler callback), it shows the
     stage, the sweep, the steady rate, the ETA and the log joint: on a terminal as a bar
     redrawn in place below the permanent lines, elsewhere (a log file, CI) as one line per
-    chunk. A stage's end is marked by a line with its final log joint, and the
-    next stage's first chunk by a line with its first.
+    chunk. A line marks a stage's end with its final log joint, and the first chunk of the
+    stage after it with its first.
 
     A stage's first chunk includes compiling its programs, so the steady rate counts from
     the end of the first chunk, and the compilation time (the first chunk's time less its
@@ -93,7 +93,7 @@ class ProgressBar:
         self.first_chunk: tuple[int, float] | None = None  # (sweeps done, time) at its end
         self.compile_reported = False
 
-    def rate(self, sweeps_done: int, now: float) -> float | None:
+    def _rate(self, sweeps_done: int, now: float) -> float | None:
         """Sweeps per second since the end of the stage's first chunk (None before)."""
         if self.first_chunk is None or sweeps_done <= self.first_chunk[0]:
             return None
@@ -111,7 +111,7 @@ class ProgressBar:
             if self.follows and len(log_joints) > self.start_sweep:
                 self.note(f"{stage}: first log joint {float(log_joints[self.start_sweep]):.6g} "
                           f"(sweep {self.start_sweep + 1})")
-        rate = self.rate(sweeps_done, now)
+        rate = self._rate(sweeps_done, now)
         if rate is not None and not self.compile_reported:
             first_sweeps, first_end = self.first_chunk
             compiling = first_end - self.started - (first_sweeps - self.start_sweep) / rate
