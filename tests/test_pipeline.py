@@ -463,6 +463,7 @@ def test_progress_and_a_refit_replace_the_outputs(fitted, tmp_path, capsys):
     config["data"]["paths"] = [str(tmp_path / "b.csv")]
     Config.from_dict(config).save(project / "config.toml")
     pipeline.fit(project, overwrite=True, progress=False, report=False)
+    assert capsys.readouterr().err == ""  # progress=False prints nothing
     assert sorted(os.listdir(project / "csv")) == ["b.csv", "notes.csv"]
     assert list(load_results_h5(project / "results.h5")[0]) == ["b"]
     # a fit that exports nothing leaves no outputs of the earlier one
