@@ -1,14 +1,19 @@
-"""moseq.pipeline: the config file, checkpoints, and the fit / resume / apply pipeline on a
-real DeepLabCut clip (the slow tests share one module-scoped fit, so the sampler compiles
-once)."""
+"""moseq.pipeline: the config file, checkpoints, the progress display, and the fit / resume /
+apply pipeline on a real DeepLabCut clip, with its faults (SIGKILL of `python -m moseq fit`,
+a NaN, refits); the slow tests share one module-scoped fit, so the sampler compiles once."""
 
 from __future__ import annotations
 
 import io
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import h5py
+import jax
 import numpy as np
 import pytest
 
@@ -346,13 +351,6 @@ def test_apply_to_the_nwb_copy(fitted, tmp_path):
 
 def _kill_when(command: list[str], ready, what: str, timeout: float = 180) -> None:
     """Start `command`, poll `ready()` every 20 ms and SIGKILL the process once it holds."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import jax
-
     env = dict(os.environ)  # the suite's XLA_FLAGS (8 CPU devices), and its compilation cache
     if jax.config.jax_compilation_cache_dir:
         env.update(JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
