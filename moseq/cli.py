@@ -1,6 +1,7 @@
 """The `moseq` command (also `python -m moseq`).
 
     moseq init-project PROJECT --data FILES... --anterior nose --posterior tailbase
+                       [--keypoints NAMES...]
     moseq fit PROJECT [--resume]         (or a config file, or data files with --anterior ...)
     moseq apply PROJECT NEW_DATA... [--output DIR] [--keypoints NAMES]
     moseq demo
@@ -77,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="pose-tracking files or folders")
     init.add_argument("--anterior", nargs="+", required=True, metavar="KEYPOINT")
     init.add_argument("--posterior", nargs="+", required=True, metavar="KEYPOINT")
+    init.add_argument("--keypoints", nargs="+", metavar="KEYPOINT",
+                      help="the keypoints to use, in this order (default: all in the files); "
+                      "drop unreliable ones by leaving them out")
     init.add_argument("--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
                       help="override defaults, e.g. model.num_states=20 fitting.float64=true")
     init.add_argument("--overwrite", action="store_true", help="replace an existing config")
@@ -151,8 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "init-project":
+            sections = _parse_set(args.set)
+            if args.keypoints:
+                sections.setdefault("data", {})["keypoints"] = args.keypoints
             pipeline.init_project(args.project, args.data, args.anterior, args.posterior,
-                                  overwrite=args.overwrite, **_parse_set(args.set))
+                                  overwrite=args.overwrite, **sections)
             print(f"wrote {Path(args.project) / pipeline.CONFIG_NAME}; edit it, then run "
                   f"`moseq fit {args.project}`.")
         elif args.command == "fit":

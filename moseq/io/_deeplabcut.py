@@ -1,5 +1,8 @@
 """DeepLabCut predictions: `.csv` (read with the csv module and NumPy) and `.h5` (h5py).
 
+A CSV cell is a number, or empty (or `nan`) for a missing point, as pandas writes them; any
+other text is refused with its line and column, never read as a missing point.
+
 Both hold one column per (scorer, [individual,] bodypart, coordinate), the coordinates being
 x, y[, z][, likelihood]; a 4-level header means a multi-animal project. The `.h5` is a pandas
 "table" written by PyTables: the values are the `values_block_*` fields of the compound
@@ -35,27 +38,55 @@ def read_deeplabcut(path: Path) -> list[Animal]:
 
 def _read_csv(path: Path) -> tuple[list[tuple[str, ...]], np.ndarray]:
     with open(path, newline="") as file:
+        rows = csv.reader(file)
         header = []
-        for row in csv.reader(file):
+        for row in rows:
             header.append(row)
             if row[:1] == ["coords"] or len(header) == 4:
                 break
-    if not header or header[-1][:1] != ["coords"]:
-        raise ValueError(
-            f"{path} is not a DeepLabCut predictions CSV: its header rows should start with "
-            "scorer, [individuals,] bodyparts and coords."
-        )
-    labels = list(zip(*(row[1:] for row in header), strict=True))
+        if not header or header[-1][:1] != ["coords"]:
+            raise ValueError(
+                f"{path} is not a DeepLabCut predictions CSV: its header rows should start "
+                "with scorer, [individuals,] bodyparts and coords."
+            )
+        if len({len(row) for row in header}) != 1:
+            raise ValueError(f"{path}: the header rows of this DeepLabCut CSV have different "
+                             f"lengths ({[len(row) for row in header]}); repair the header.")
+        labels = list(zip(*(row[1:] for row in header)))
+        # (line number, the cells after the frame index) of every non-blank data row
+        numbered = [(rows.line_num, row[1:]) for row in rows if row]
+    for line, cells in numbered:
+        if len(cells) != len(labels):
+            raise ValueError(
+                f"{path}: cannot parse its rows as numbers: line {line} has {len(cells)} "
+                f"values after the frame index, but its header labels {len(labels)} columns."
+            )
+    text = np.array([cells for _, cells in numbered], dtype=str).reshape(-1, len(labels))
+    # pandas, which writes DeepLabCut's CSVs, leaves a missing value empty.
+    missing = np.isin(np.char.lower(np.char.strip(text)), ("", "nan"))
+    text = np.where(missing, "nan", text)
     try:
-        values = np.genfromtxt(path, delimiter=",", skip_header=len(header), ndmin=2)[:, 1:]
-    except ValueError as error:  # ragged rows
-        raise ValueError(f"{path}: cannot parse its rows as numbers ({error}).") from error
-    if values.shape[1] != len(labels):
+        values = text.astype(float)
+        bad = np.isinf(values)
+    except ValueError:
+        values, bad = None, ~np.vectorize(_finite_or_nan, otypes=[bool])(text)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        line, cells = numbered[row]
         raise ValueError(
-            f"{path} has {values.shape[1]} data columns after the index but {len(labels)} "
-            "column labels in its header."
+            f"{path}, line {line}, column {column + 2} ({'/'.join(labels[column][1:])}): "
+            f"{cells[column]!r} is not a finite number. DeepLabCut writes a number in every cell, or "
+            "leaves it empty for a missing point; repair the cell or re-export the predictions."
         )
     return labels, values
+
+
+def _finite_or_nan(text: str) -> bool:
+    """Whether NumPy reads `text` as a finite number or NaN."""
+    try:
+        return not np.isinf(np.asarray(text).astype(float))
+    except ValueError:
+        return False
 
 
 class _LiteralUnpickler(pickle.Unpickler):

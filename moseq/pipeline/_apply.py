@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from moseq.io import MissingKeypointsError
 from moseq.models.fitting import apply_model
 from moseq.pipeline._files import CSV_DIR, RESULTS_NAME, load_model
 from moseq.pipeline._progress import ProgressBar
@@ -70,7 +71,18 @@ def apply(project_or_model, paths: Sequence[str] | str, output: str | os.PathLik
     num_sweeps = config.apply.num_sweeps if num_sweeps is None else num_sweeps
     marginal_sweeps = min(config.apply.marginal_sweeps, max(num_sweeps, 1))
     with jax.enable_x64(config.fitting.float64):
-        batch, recordings = load_data(config, paths=paths, keypoints=in_file, rename=names)
+        try:
+            batch, recordings = load_data(config, paths=paths, keypoints=in_file, rename=names)
+        except MissingKeypointsError as error:
+            if keypoints is not None:
+                raise
+            raise ValueError(
+                f"The model was fitted on the keypoints {names}; recording "
+                f"{error.recording.name!r} ({error.recording.path}) lacks {error.missing} (its "
+                f"keypoints: {list(error.recording.keypoint_names)}). If the files name them "
+                "otherwise, pass `--keypoints` (Python: `keypoints=`): the files' names in the "
+                "model's order, or FILE_NAME=MODEL_NAME,...") from None
+        _check_dimensions(fitted, batch, paths)
         model = build_model(config, batch)
         bar = ProgressBar(num_sweeps) if progress else None
         if bar is not None:
@@ -91,3 +103,16 @@ def apply(project_or_model, paths: Sequence[str] | str, output: str | os.PathLik
     return ApplyResult(results=results, applied=applied, batch=batch,
                        paths={"results": str(output / RESULTS_NAME),
                               "csv": str(output / CSV_DIR)})
+
+
+def _check_dimensions(fitted, batch, paths) -> None:
+    """Refuse recordings of another keypoint dimension than the fitted model's: its emission
+    matrix `Cd` has (k - 1) d rows for k keypoints in d dimensions."""
+    num_keypoints = len(fitted.keypoint_names)
+    fitted_dim = np.shape(fitted.params["Cd"])[0] // max(num_keypoints - 1, 1)
+    data_dim = int(batch.data["Y"].shape[-1])
+    if fitted_dim != data_dim:
+        raise ValueError(
+            f"The model was fitted on {fitted_dim}-D keypoints, but the recordings of {paths} "
+            f"are {data_dim}-D: apply a model fitted on {data_dim}-D data (or give "
+            f"{fitted_dim}-D recordings).")
