@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from moseq import pipeline
+from moseq.io import DataWarning
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -153,6 +155,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `moseq` command; returns the exit status (0 on success, 1 on a usage error
     that moseq explains)."""
     args = _parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_data_warnings(args.command, warnings.showwarning)
+        return _run(args)
+
+
+def _show_data_warnings(command: str, show):
+    """`warnings.showwarning` that prints a `DataWarning` as `moseq COMMAND: warning: ...`."""
+    def showwarning(message, category, *args, **kwargs):
+        if issubclass(category, DataWarning):
+            print(f"moseq {command}: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *args, **kwargs)
+    return showwarning
+
+
+def _run(args) -> int:
     try:
         if args.command == "init-project":
             sections = _parse_set(args.set)

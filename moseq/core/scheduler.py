@@ -26,7 +26,7 @@ from jaxtyping import Array, Float
 
 from moseq.core import gibbs, sharding
 from moseq.core.block import RECORDING_INDEX, Data, GibbsBlock, State
-from moseq.core.plan import bind_plan, init_order, refer, validate_plan
+from moseq.core.plan import bind_plan, init_order, refer, validate_plan, writers
 from moseq.core.reduce import recording_mesh
 
 Summary = Callable[[Data, State], Array]
@@ -261,8 +261,16 @@ class GibbsScheduler(eqx.Module):
         parameters fitted on other keypoints, dimensions or numbers of states)."""
         if not given:
             return
+        # Only the given variables' blocks and what their `init` reads are traced.
+        blocks = self.bound_blocks
+        owners = writers(blocks)
+        needed = {owners[name].name for name in given}
+        for block in reversed(init_order(blocks, owners)):
+            if block.name in needed:
+                needed |= {owners[v].name for v in block.init_reads if v in owners}
+        traced = [block for block in blocks if block.name in needed]
         expected = jax.eval_shape(lambda key: gibbs.init_state(
-            self.bound_blocks, key, data, None, mesh=self.mesh), jax.random.key(0))
+            traced, key, data, None, mesh=self.mesh), jax.random.key(0))
         wrong = [f"`given[{name!r}]` has shape {tuple(np.shape(value))}, this model and data "
                  f"need {tuple(expected[name].shape)}" for name, value in sorted(given.items())
                  if tuple(np.shape(value)) != tuple(expected[name].shape)]

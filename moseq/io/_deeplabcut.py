@@ -52,7 +52,7 @@ def _read_csv(path: Path) -> tuple[list[tuple[str, ...]], np.ndarray]:
         if len({len(row) for row in header}) != 1:
             raise ValueError(f"{path}: the header rows of this DeepLabCut CSV have different "
                              f"lengths ({[len(row) for row in header]}); repair the header.")
-        labels = list(zip(*(row[1:] for row in header)))
+        labels = list(zip(*(row[1:] for row in header), strict=True))
         # (line number, the cells after the frame index) of every non-blank data row
         numbered = [(rows.line_num, row[1:]) for row in rows if row]
     for line, cells in numbered:
@@ -75,8 +75,9 @@ def _read_csv(path: Path) -> tuple[list[tuple[str, ...]], np.ndarray]:
         line, cells = numbered[row]
         raise ValueError(
             f"{path}, line {line}, column {column + 2} ({'/'.join(labels[column][1:])}): "
-            f"{cells[column]!r} is not a finite number. DeepLabCut writes a number in every cell, or "
-            "leaves it empty for a missing point; repair the cell or re-export the predictions."
+            f"{cells[column]!r} is not a finite number. DeepLabCut writes a number in every "
+            "cell, or leaves it empty for a missing point; repair the cell or re-export the "
+            "predictions."
         )
     return labels, values
 

@@ -71,7 +71,7 @@ def make_recording(name, Y, confidence, keypoint_names, fps, path) -> Recording:
             refused, naming `path`.
         confidence: `(T, K)` scores, or None for a format without them (then all ones).
     """
-    Y = _numbers(Y, "keypoint coordinates", path)
+    Y = numbers(Y, "keypoint coordinates", path)
     infinite = np.argwhere(np.isinf(Y))
     if len(infinite):
         frame, keypoint = infinite[0][:2]
@@ -83,7 +83,7 @@ def make_recording(name, Y, confidence, keypoint_names, fps, path) -> Recording:
     Y = np.where(missing[..., None], np.nan, Y)
     if confidence is None:
         confidence = np.ones(Y.shape[:2])
-    confidence = np.clip(np.nan_to_num(_numbers(confidence, "confidences", path)), 0.0, 1.0)
+    confidence = np.clip(np.nan_to_num(numbers(confidence, "confidences", path)), 0.0, 1.0)
     confidence = np.where(missing, 0.0, confidence)
     return Recording(
         name=name,
@@ -96,7 +96,8 @@ def make_recording(name, Y, confidence, keypoint_names, fps, path) -> Recording:
     )
 
 
-def _numbers(values, what: str, path) -> np.ndarray:
+def numbers(values, what: str, path) -> np.ndarray:
+    """`values` as floats; text that is no number is refused, naming `what` and `path`."""
     try:
         return np.asarray(values, dtype=float)
     except (TypeError, ValueError) as error:

@@ -1,4 +1,5 @@
-"""Argument checks shared by the kernels.
+"""Argument checks shared by the kernels, and the checks of keypoint data (`DataWarning`,
+`check_pca_frames`) that the keypoint blocks and `moseq.io` share.
 
 Shapes are static, so shape checks run at trace time. Values are checked only when they are
 concrete (Python numbers or non-traced arrays); under `jax.jit` a traced hyperparameter is
@@ -69,8 +70,9 @@ MOSTLY_UNCONFIDENT = 0.5
 is warned about (keypoint-MoSeq warns about keypoints missing in more than half the frames)."""
 
 FEW_PCA_FRACTION, PCA_FRAMES_PER_DIMENSION = 0.1, 10
-"""The PCA behind the keypoint emission matrix is warned about when it sees fewer than this
-fraction of the unmasked frames, or fewer than this many frames per pose dimension."""
+"""The PCA behind the keypoint emission matrix is warned about when `conf_threshold` leaves it
+fewer than this fraction of the unmasked frames, or fewer than this many frames per pose
+dimension of data that hold that many."""
 
 
 def keypoint_label(index: int, keypoint_names=None) -> str:
@@ -86,7 +88,8 @@ def check_pca_frames(conf, mask, conf_threshold: float, latent_dim: int, pose_di
     Raises if fewer than `latent_dim + 1` frames are usable (the PCA cannot give `latent_dim`
     components). Warns (`DataWarning`) about keypoints at or below the threshold in more than
     `MOSTLY_UNCONFIDENT` of the frames, and when the usable frames are fewer than
-    `FEW_PCA_FRACTION` of the frames or `PCA_FRAMES_PER_DIMENSION * pose_dim`.
+    `FEW_PCA_FRACTION` of the frames, or than `PCA_FRAMES_PER_DIMENSION * pose_dim` when there
+    are that many frames.
 
     Args:
         conf: `(N, T, k)` confidences; mask: `(N, T)`, frames where it is 0 are ignored.
@@ -117,19 +120,21 @@ def check_pca_frames(conf, mask, conf_threshold: float, latent_dim: int, pose_di
         raise ValueError(
             f"Only {usable} of the {len(conf)} unmasked frames have {condition}; the PCA that "
             f"initialises the model needs at least latent_dim + 1 = {latent_dim + 1} such "
-            f"frames. Keypoints most often at or below it: {worst()}. {remedy.capitalize()}.")
+            f"frames. Keypoints most often at or below it: {worst()}. {remedy[0].upper()}"
+            f"{remedy[1:]}.")
     mostly_below = below_fraction > MOSTLY_UNCONFIDENT
     if mostly_below.any():
         warnings.warn(
             f"Keypoints missing or at or below `conf_threshold` = {threshold:g} in more than "
             f"{MOSTLY_UNCONFIDENT:.0%} of the unmasked frames: {worst(MOSTLY_UNCONFIDENT)}. "
-            f"There they are interpolated (missing) or given a large noise (low confidence); {remedy}.",
+            "There they are interpolated (missing) or given a large noise (low confidence); "
+            f"{remedy}.",
             DataWarning, stacklevel=2)
-    enough = max(FEW_PCA_FRACTION * len(conf), PCA_FRAMES_PER_DIMENSION * pose_dim)
-    if usable < enough:
+    per_dimension = PCA_FRAMES_PER_DIMENSION * pose_dim
+    if usable < FEW_PCA_FRACTION * len(conf) or usable < per_dimension <= len(conf):
         warnings.warn(
             f"The PCA that initialises the model uses only the {usable} of {len(conf)} "
             f"unmasked frames ({usable / len(conf):.1%}) with {condition}, fewer than "
             f"{FEW_PCA_FRACTION:.0%} of the frames or {PCA_FRAMES_PER_DIMENSION} per pose "
-            f"dimension ({PCA_FRAMES_PER_DIMENSION * pose_dim}). Keypoints most often at or "
-            f"below it: {worst()}; {remedy}.", DataWarning, stacklevel=2)
+            f"dimension ({per_dimension}). Keypoints most often at or below it: {worst()}; "
+            f"{remedy}.", DataWarning, stacklevel=2)
