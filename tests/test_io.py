@@ -46,11 +46,11 @@ def write_dlc_csv(path, columns, values):
             writer.writerow([frame] + ["" if np.isnan(v) else repr(float(v)) for v in row])
 
 
-def write_dlc_h5(path, columns, values):
+def write_dlc_h5(path, columns, values, dtype="<f8"):
     """The layout pandas' `to_hdf(format="table")` gives a DeepLabCut table: a compound
-    dataset `df_with_missing/table` (`index`, `values_block_0`) whose column labels are a
-    protocol-0 pickle in the attribute `values_block_0_kind`."""
-    fields = [("index", "<i8"), ("values_block_0", "<f8", (len(columns),))]
+    dataset `df_with_missing/table` (`index`, `values_block_0` of `dtype`) whose column labels
+    are a protocol-0 pickle in the attribute `values_block_0_kind`."""
+    fields = [("index", "<i8"), ("values_block_0", dtype, (len(columns),))]
     rows = np.zeros(len(values), dtype=fields)
     rows["index"] = np.arange(len(values))
     rows["values_block_0"] = values
@@ -494,6 +494,11 @@ def test_infinite_or_non_numeric_values_in_hdf5_files_are_named(tmp_path, rng):
     with pytest.raises(ValueError, match=r"session.nwb: its `/processing/behavior/PoseEstimation/"
                                          r"q/data` values are not numbers .*corrupted"):
         mio.load_keypoints(path)
+    text = np.array([["1.0", "2.0", "x"]] * 3, dtype="S8")
+    write_dlc_h5(tmp_path / "dlc.h5", dlc_columns(["nose"], ("x", "y", "likelihood")), text,
+                 dtype="S8")
+    with pytest.raises(ValueError, match=r"dlc.h5: its values are not numbers"):
+        mio.load_keypoints(tmp_path / "dlc.h5")
 
 
 # ---- errors of load_keypoints ----------------------------------------------------------------

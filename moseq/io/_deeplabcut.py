@@ -20,7 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from moseq.io._recording import Animal
+from moseq.io._recording import Animal, numbers
 
 SPATIAL_COORDS = ("x", "y", "z")
 # maDLC files put the bodyparts that appear once per video under this pseudo-individual.
@@ -113,7 +113,7 @@ def _read_h5(path: Path) -> tuple[list[tuple[str, ...]], np.ndarray]:
         ]
         rows = table[()]
     values = np.concatenate([rows[block].reshape(len(rows), -1) for block in blocks], axis=1)
-    return labels, values.astype(float)
+    return labels, numbers(values, "values", path)
 
 
 def _unpickle_literals(attribute) -> list:
