@@ -233,7 +233,9 @@ class GibbsScheduler(eqx.Module):
         """Initial state: every block's `init`, ordered so each runs after what it reads.
 
         `given` holds values of some blocks' variables (e.g. the parameters of a fitted model,
-        to apply it to new recordings): those blocks are not initialised.
+        to apply it to new recordings): those blocks are not initialised, and values of other
+        shapes than init would make are refused. Before anything compiles, every block that
+        is initialised checks the data (`GibbsBlock.check_init_data`).
         """
         padded, given, num_recordings = self._layout(data, self._check_given(given))
         self._check_init_data(padded, given)
