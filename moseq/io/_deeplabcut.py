@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import pickle
 from pathlib import Path
 
@@ -38,56 +39,69 @@ def read_deeplabcut(path: Path) -> list[Animal]:
 
 def _read_csv(path: Path) -> tuple[list[tuple[str, ...]], np.ndarray]:
     with open(path, newline="") as file:
-        rows = csv.reader(file)
         header = []
-        for row in rows:
+        for row in csv.reader(file):
             header.append(row)
             if row[:1] == ["coords"] or len(header) == 4:
                 break
-        if not header or header[-1][:1] != ["coords"]:
-            raise ValueError(
-                f"{path} is not a DeepLabCut predictions CSV: its header rows should start "
-                "with scorer, [individuals,] bodyparts and coords."
-            )
-        if len({len(row) for row in header}) != 1:
-            raise ValueError(f"{path}: the header rows of this DeepLabCut CSV have different "
-                             f"lengths ({[len(row) for row in header]}); repair the header.")
-        labels = list(zip(*(row[1:] for row in header), strict=True))
-        # (line number, the cells after the frame index) of every non-blank data row
+    if not header or header[-1][:1] != ["coords"]:
+        raise ValueError(
+            f"{path} is not a DeepLabCut predictions CSV: its header rows should start with "
+            "scorer, [individuals,] bodyparts and coords."
+        )
+    if len({len(row) for row in header}) != 1:
+        raise ValueError(f"{path}: the header rows of this DeepLabCut CSV have different "
+                         f"lengths ({[len(row) for row in header]}); repair the header.")
+    labels = list(zip(*(row[1:] for row in header), strict=True))
+    try:  # NumPy's C parser, for files with a number in every cell
+        values = np.loadtxt(path, delimiter=",", skiprows=len(header), comments=None,
+                            ndmin=2)[:, 1:]
+    except ValueError:
+        values = None
+    if values is None or values.shape[1] != len(labels) or np.isinf(values).any():
+        values = _read_csv_cells(path, len(header), labels)
+    return labels, values
+
+
+def _read_csv_cells(path: Path, header_rows: int, labels) -> np.ndarray:
+    """The values after the frame index, row by row: an empty cell (how pandas writes a
+    missing value) or `nan` is NaN; anything else that is not a finite number is refused with
+    its line and column."""
+    with open(path, newline="") as file:
+        rows = csv.reader(file)
+        for _ in range(header_rows):
+            next(rows)
         numbered = [(rows.line_num, row[1:]) for row in rows if row]
-    for line, cells in numbered:
+    values = np.empty((len(numbered), len(labels)))
+    for index, (line, cells) in enumerate(numbered):
         if len(cells) != len(labels):
             raise ValueError(
                 f"{path}: cannot parse its rows as numbers: line {line} has {len(cells)} "
                 f"values after the frame index, but its header labels {len(labels)} columns."
             )
-    text = np.array([cells for _, cells in numbered], dtype=str).reshape(-1, len(labels))
-    # pandas, which writes DeepLabCut's CSVs, leaves a missing value empty.
-    missing = np.isin(np.char.lower(np.char.strip(text)), ("", "nan"))
-    text = np.where(missing, "nan", text)
-    try:
-        values = text.astype(float)
-        bad = np.isinf(values)
-    except ValueError:
-        values, bad = None, ~np.vectorize(_finite_or_nan, otypes=[bool])(text)
-    if bad.any():
-        row, column = np.argwhere(bad)[0]
-        line, cells = numbered[row]
+        try:
+            values[index] = [float(cell) if cell.strip() else math.nan for cell in cells]
+        except ValueError:
+            values[index] = math.inf  # the first cell that is no number is named below
+    for index, column in np.argwhere(np.isinf(values)):
+        line, cells = numbered[index]
+        cell = cells[column]
+        if not cell.strip() or (_is_number(cell) and not math.isinf(float(cell))):
+            continue
         raise ValueError(
             f"{path}, line {line}, column {column + 2} ({'/'.join(labels[column][1:])}): "
-            f"{cells[column]!r} is not a finite number. DeepLabCut writes a number in every "
-            "cell, or leaves it empty for a missing point; repair the cell or re-export the "
-            "predictions."
+            f"{cell!r} is not a finite number. DeepLabCut writes a number in every cell, or "
+            "leaves it empty for a missing point; repair the cell or re-export the predictions."
         )
-    return labels, values
+    return values
 
 
-def _finite_or_nan(text: str) -> bool:
-    """Whether NumPy reads `text` as a finite number or NaN."""
+def _is_number(cell: str) -> bool:
     try:
-        return not np.isinf(np.asarray(text).astype(float))
+        float(cell)
     except ValueError:
         return False
+    return True
 
 
 class _LiteralUnpickler(pickle.Unpickler):
