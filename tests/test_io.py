@@ -561,6 +561,9 @@ def test_min_frames_and_empty_recordings(tmp_path, rng):
                   np.full((3, 3), np.nan))
     with pytest.raises(ValueError, match="'blank' .* has no frame with any keypoint"):
         mio.load_keypoints(tmp_path / "blank.csv")
+    write_dlc_csv(tmp_path / "header.csv", dlc_columns(["a"], ("x", "y")), np.zeros((0, 2)))
+    with pytest.raises(ValueError, match=r"'header' .* has 0 frames, fewer than `min_frames`=1"):
+        mio.load_keypoints(tmp_path / "header.csv")
 
 
 def test_duplicate_recording_names(tmp_path, rng):

@@ -16,6 +16,7 @@ import csv
 import io
 import math
 import pickle
+import warnings
 from pathlib import Path
 
 import h5py
@@ -54,8 +55,10 @@ def _read_csv(path: Path) -> tuple[list[tuple[str, ...]], np.ndarray]:
                          f"lengths ({[len(row) for row in header]}); repair the header.")
     labels = list(zip(*(row[1:] for row in header), strict=True))
     try:  # NumPy's C parser, for files with a number in every cell
-        values = np.loadtxt(path, delimiter=",", skiprows=len(header), comments=None,
-                            ndmin=2)[:, 1:]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a file without rows: said below
+            values = np.loadtxt(path, delimiter=",", skiprows=len(header), comments=None,
+                                ndmin=2)[:, 1:]
     except ValueError:
         values = None
     if values is None or values.shape[1] != len(labels) or np.isinf(values).any():
