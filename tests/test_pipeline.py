@@ -40,9 +40,10 @@ def _project(folder: Path, **overrides) -> Path:
 # ---- config -------------------------------------------------------------------------------
 
 def test_config_round_trip(tmp_path):
-    config = pipeline.init_project(tmp_path / "p", ["data/a.csv", "b"], "nose", ["tail", "hip"],
-                                   model={"num_states": 7, "kappa_full": 123.5},
-                                   data={"fps": 30, "keypoints": ["nose", "tail", "hip"]})
+    config = pipeline.init_project(tmp_path / "p", [DLC_CSV], "snout",
+                                   ["tailbase", "leftear"],
+                                   model={"num_states": 7, "kappa_full": 123.5, "latent_dim": 3},
+                                   data={"fps": 30, "keypoints": ["snout", "tailbase", "leftear"]})
     text = (tmp_path / "p" / "config.toml").read_text()
     assert "# keypoints" not in text and "# individual = " in text   # unset: commented out
     assert all(len(line) <= 100 for line in text.splitlines())
@@ -50,7 +51,7 @@ def test_config_round_trip(tmp_path):
     assert loaded == config and loaded.to_dict() == config.to_dict()
     assert loaded.model.num_states == 7 and loaded.model.kappa_full == 123.5
     assert loaded.data.fps == 30.0 and isinstance(loaded.data.fps, float)
-    assert loaded.data.anterior == ["nose"] and loaded.data.individual is None
+    assert loaded.data.anterior == ["snout"] and loaded.data.individual is None
     assert Config.from_toml(loaded.to_toml()) == loaded
     # every option is written out
     for section in loaded.to_dict().values():
@@ -81,9 +82,9 @@ def test_config_errors_name_the_keys(tmp_path):
         Config.from_toml("[data\n")
     with pytest.raises(ConfigError, match="init-project"):
         Config.load(tmp_path)
-    pipeline.init_project(tmp_path / "p", ["x"], "a", "b")
+    pipeline.init_project(tmp_path / "p", [DLC_CSV], "snout", "tailbase", model={"latent_dim": 3})
     with pytest.raises(FileExistsError, match="overwrite"):
-        pipeline.init_project(tmp_path / "p", ["x"], "a", "b")
+        pipeline.init_project(tmp_path / "p", [DLC_CSV], "snout", "tailbase")
 
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):

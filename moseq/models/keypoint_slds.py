@@ -29,6 +29,7 @@ def keypoint_slds(
     latent_dim: int = 10,
     num_keypoints: int | None = None,
     keypoint_dim: int = 2,
+    keypoint_names: Sequence[str] | None = None,
     sigmasq_loc: float = 0.5,
     nu_s: float = 5.0,
     slope: float = -0.5,
@@ -62,14 +63,19 @@ def keypoint_slds(
     `hyperparameters` are the keywords of `moseq.models.arhmm_blocks` (num_states, nlags,
     alpha, kappa, gamma, S_0_scale, K_0_scale, transitions, beta). Defaults, here and there,
     are keypoint-MoSeq's; the pipeline's config reads them from these signatures.
-    `num_keypoints` is needed only to simulate without giving `Cd`.
+    `num_keypoints` is needed only to simulate without giving `Cd`; `keypoint_names` (the k
+    names, e.g. `moseq.io.Batch.keypoint_names`) only name keypoints in error messages and
+    warnings. `init` checks the frames of the PCA first (`moseq.ops.checks.check_pca_frames`:
+    an error if fewer than latent_dim + 1 frames have every keypoint above `conf_threshold`,
+    a `moseq.io.DataWarning` if few do or a keypoint mostly does not).
     """
     transitions, dynamics, states = arhmm_blocks(latent_dim, **hyperparameters)
     observations = KeypointObservations(
         latent_dim=latent_dim, anterior=tuple(int(i) for i in anterior),
         posterior=tuple(int(i) for i in posterior), num_keypoints=num_keypoints,
         keypoint_dim=keypoint_dim, whiten=whiten, conf_threshold=conf_threshold,
-        nu_sigma=nu_sigma, sigmasq_0=sigmasq_0)
+        nu_sigma=nu_sigma, sigmasq_0=sigmasq_0,
+        keypoint_names=None if keypoint_names is None else tuple(map(str, keypoint_names)))
     blocks = [
         transitions, dynamics, states, observations,
         KalmanLatents(dynamics, observations, parallel=parallel, jitter=jitter),

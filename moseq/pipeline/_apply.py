@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from moseq._atomic import check_writable, remove_temporaries, write_folder
+from moseq.io import MissingKeypointsError
 from moseq.models.fitting import apply_model
 from moseq.pipeline._files import CSV_DIR, RESULTS_NAME, load_model, replace_outputs
 from moseq.pipeline._progress import ProgressBar
@@ -80,7 +81,19 @@ def apply(project_or_model, paths: Sequence[str] | str, output: str | os.PathLik
         check_writable(output)
         with jax.enable_x64(config.fitting.float64):
             bar.phase("loading the data")
-            batch, recordings = load_data(config, paths=paths, keypoints=in_file, rename=names)
+            try:
+                batch, recordings = load_data(config, paths=paths, keypoints=in_file,
+                                              rename=names)
+            except MissingKeypointsError as error:
+                if keypoints is not None:
+                    raise
+                raise ValueError(
+                    f"The model was fitted on the keypoints {names}; recording "
+                    f"{error.recording.name!r} ({error.recording.path}) lacks {error.missing} "
+                    f"(its keypoints: {list(error.recording.keypoint_names)}). If the files "
+                    "name them otherwise, pass `--keypoints` (Python: `keypoints=`): the "
+                    "files' names in the model's order, or FILE_NAME=MODEL_NAME,...") from None
+            _check_dimensions(fitted, batch, paths)
             bar.phase_done(f"loaded {len(recordings)} recording(s)")
             model = build_model(config, batch)
             bar.begin("apply", 0, num_sweeps)
@@ -104,3 +117,16 @@ def apply(project_or_model, paths: Sequence[str] | str, output: str | os.PathLik
     return ApplyResult(results=results, applied=applied, batch=batch,
                        paths={"results": str(output / RESULTS_NAME),
                               "csv": str(output / CSV_DIR)})
+
+
+def _check_dimensions(fitted, batch, paths) -> None:
+    """Refuse recordings of another keypoint dimension than the fitted model's: its emission
+    matrix `Cd` has (k - 1) d rows for k keypoints in d dimensions."""
+    num_keypoints = len(fitted.keypoint_names)
+    fitted_dim = np.shape(fitted.params["Cd"])[0] // max(num_keypoints - 1, 1)
+    data_dim = int(batch.data["Y"].shape[-1])
+    if fitted_dim != data_dim:
+        raise ValueError(
+            f"The model was fitted on {fitted_dim}-D keypoints, but the recordings of {paths} "
+            f"are {data_dim}-D: apply a model fitted on {data_dim}-D data (or give "
+            f"{fitted_dim}-D recordings).")
