@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import pickle
+import shutil
 import stat
 from pathlib import Path
 
@@ -69,7 +70,8 @@ def _refuse_writes(folder: Path, monkeypatch) -> None:
 
 def test_a_read_only_project_fails_at_once_in_one_line(tmp_path, monkeypatch, capsys):
     project = tmp_path / "p"
-    pipeline.init_project(project, [str(DLC_CSV)], ["snout"], ["tailbase"])
+    pipeline.init_project(project, [str(DLC_CSV)], ["snout"], ["tailbase"],
+                          model={"latent_dim": 3})
     config = (project / "config.toml").read_bytes()
     _refuse_writes(project, monkeypatch)
     try:
@@ -86,8 +88,11 @@ def test_a_read_only_project_fails_at_once_in_one_line(tmp_path, monkeypatch, ca
 
 
 def test_temporaries_of_a_killed_write_are_removed_at_the_next_run(tmp_path):
-    project = tmp_path / "p"
-    pipeline.init_project(project, [str(tmp_path / "missing.csv")], ["snout"], ["tailbase"])
+    project, clip = tmp_path / "p", tmp_path / "clip.csv"
+    shutil.copy(DLC_CSV, clip)
+    pipeline.init_project(project, [str(clip)], ["snout"], ["tailbase"],
+                          model={"latent_dim": 3})
+    clip.unlink()
     (project / ".moseq-3f2a.tmp").write_bytes(b"half a checkpoint")
     (project / ".moseq-77c1.h5.tmp").write_bytes(b"half a results file")
     (project / ".moseq-9e0d.tmp").mkdir()  # a folder of CSVs being written

@@ -219,7 +219,8 @@ def fitted_project(folder, dim=2, latent_dim=3):
     config = pipeline.Config.load(folder)
     pipeline.save_model(folder / "model.npz", FittedModel(
         params={"Cd": np.zeros((3 * dim, latent_dim + 1))}, config=config,
-        keypoint_names=tuple(DLC_NAMES), fps=None))
+        keypoint_names=tuple(DLC_NAMES), fps=None,
+        syllable_order=np.arange(config.model.num_states)))
     return folder
 
 
