@@ -28,7 +28,7 @@ walks through it.
 
 from moseq.testing import joint
 from moseq.testing.contract import ContractError, check_block
-from moseq.testing.geweke import GewekeReport, GewekeRow, effective_sample_size, geweke_test
+from moseq.testing.geweke import GewekeReport, GewekeRow, geweke_test
 from moseq.testing.joint import LOG_JOINT, default_test_functions, joint_draw
 from moseq.testing.sbc import SBCReport, SBCRow, rank_uniformity, sbc
 from moseq.testing.verdict import Verdict, multiple_comparison
@@ -43,7 +43,6 @@ __all__ = [
     "Verdict",
     "check_block",
     "default_test_functions",
-    "effective_sample_size",
     "geweke_test",
     "joint",
     "joint_draw",
