@@ -149,15 +149,14 @@ _sc_call = compile_test(_sc_values)
 
 
 def welch_two_sided_p(z, dof) -> np.ndarray:
-    """P(|T| >= |z|) for T Student-t with `dof` degrees of freedom (normal where dof is
-    infinite): the p-value of Welch's two-sample t-test."""
+    """P(|T| >= |z|) for T Student-t with `dof` degrees of freedom: the p-value of Welch's
+    two-sample t-test. Normal beyond 1e4 degrees of freedom (the two agree to 1% there)."""
     z, dof = np.broadcast_arrays(np.abs(np.asarray(z, float)), np.asarray(dof, float))
     normal = np.vectorize(lambda v: math.erfc(v / math.sqrt(2.0)), otypes=[float])(z)
-    finite = np.isfinite(dof) & np.isfinite(z)
-    safe_dof = np.where(finite, dof, 1.0)
-    student = np.asarray(betainc(safe_dof / 2, 0.5, safe_dof / (safe_dof + np.where(finite, z,
-                                                                                    0.0) ** 2)))
-    return np.where(finite, student, normal)
+    student = (dof <= 1e4) & np.isfinite(z)
+    dof, z = np.where(student, dof, 1.0), np.where(student, z, 0.0)
+    tail = np.asarray(betainc(dof / 2, 0.5, dof / (dof + z**2)), float)
+    return np.where(student, tail, normal)
 
 
 class GewekeRow(NamedTuple):
@@ -182,13 +181,14 @@ class GewekeReport(Verdict):
     (`outcome`: "pass", "fail" or "inconclusive", `reason`; `passed`).
 
     Attributes: `names`, `mean_mc`, `mean_sc`, `se_mc`, `se_sc` (standard errors, the SC one
-    from the spread of the chains' means), `ess_sc` (effective SC draws: their variance over
-    `se_sc`^2), `z`, `dof` (Welch's degrees of freedom), `p` (two-sided), `rejected` (after
-    the multiple-comparison correction), `inconclusive` (fewer than `min_ess` effective
-    draws), `nonfinite` (count of NaN or infinite values: such a function fails outright, its
-    means shown as nan), `alpha`, `correction`, `burn_in`, `thin`, and the values
-    `mc_values` (draws, functions) and `sc_values` (chains, steps, functions) for plots,
-    with non-finite values replaced by 0.
+    from the spread of the chains' means), `ess_sc` (effective SC draws: the SC values'
+    variance over the squared standard error that the chains' spread gives), `z`, `dof`
+    (Welch's degrees of freedom), `p` (two-sided), `rejected` (after the multiple-comparison
+    correction), `inconclusive` (fewer than `min_ess` effective draws), `nonfinite` (count
+    of NaN or infinite values: such a function fails outright, its means shown as nan),
+    `alpha`, `correction`, `burn_in`, `thin`, and the values `mc_values` (draws, functions)
+    and `sc_values` (chains, steps, functions) for plots, with non-finite values replaced
+    by 0.
     """
 
     mean_mc: np.ndarray
@@ -278,14 +278,17 @@ def _compare(names, mc, sc, *, eps, alpha, correction, min_ess, burn_in, thin) -
     mean_sc = chain_means.mean(-1)
     variance_sc = by_function_sc.reshape(count, -1).var(-1, ddof=1)
     # The chains start from independent joint draws, so their means are independent: their
-    # spread gives the SC standard error whatever the autocorrelation within a chain. The
-    # chains are taken to be no more informative than as many independent draws (a floor
-    # that matters only when the chains happen to agree, e.g. a rare value none of them hit).
+    # spread gives the SC standard error whatever the autocorrelation within a chain, and the
+    # number of effective SC draws (none when every recorded value is the same, as when no
+    # chain reached a rare value). In the z-score the chains are taken to be worth no more
+    # than as many independent draws, with the larger of the two simulators' variances (a
+    # floor for chains that happen to agree, e.g. none reached a heavy tail the MC draws did).
     recorded = num_chains * num_steps
-    se_sc = np.sqrt(np.maximum(chain_means.var(-1, ddof=1) / num_chains,
-                               np.maximum(variance_mc, variance_sc) / recorded))
+    between = chain_means.var(-1, ddof=1) / num_chains
     with np.errstate(divide="ignore", invalid="ignore"):
-        ess_sc = np.where(se_sc > 0, variance_sc / se_sc**2, recorded)
+        ess_sc = np.where(between > 0, variance_sc / between,
+                          np.where(variance_sc > 0, recorded, 0.0))
+        se_sc = np.sqrt(np.maximum(between, np.maximum(variance_mc, variance_sc) / recorded))
         scale = np.sqrt(se_mc**2 + se_sc**2)
         dof = scale**4 / (se_mc**4 / (num_draws - 1) + se_sc**4 / (num_chains - 1))
     difference = mean_mc - mean_sc
