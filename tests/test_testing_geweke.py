@@ -339,6 +339,17 @@ def test_report_table_repr_and_shapes():
     assert "4 SC chains x 100 steps after 3 sweeps, a step every 2 sweeps" in text
 
 
+def test_the_restart_design_compares_independent_final_states():
+    """One recorded step per chain, after 9 sweeps: the SC values are independent draws, so
+    each chain is exactly one effective draw; the correct block passes, the broken fails."""
+    restarts = {"num_chains": 1000, "num_sc_samples": 1000, "burn_in": 9}
+    report = geweke_test(toy_model(), SHAPES, 1000, **restarts, seed=0)
+    assert report.sc_values.shape == (1000, 1, 3) and report.passed, report
+    np.testing.assert_allclose(report.ess_sc, 1000)
+    broken = geweke_test(toy_model(NormalMeanOverconfident), SHAPES, 1000, **restarts, seed=0)
+    assert broken.outcome == "fail" and "mean(mu^2)" in broken.failures, broken
+
+
 def test_few_chains_that_barely_move_are_inconclusive_not_failed():
     """With precise data (noise variance 0.05 over 60 frames) a sweep moves mu by 3% of its
     prior spread: ten chains are worth about ten draws, too few to judge; the default 200
@@ -534,14 +545,14 @@ def calibration_study(num_seeds: int = 20, with_sbc: bool = False) -> None:  # p
     2000 MC draws; 200 SC chains, each 10 sweeps then 10 recorded steps), the median and
     range over seeds of the largest |z|, and (`with_sbc`) how often SBC fails."""
     jax.config.update("jax_enable_x64", True)
-    print(f"{'variant':<42} {'pass':>5} {'fail':>5} {'inconcl':>7}  max|z| median (range)"
+    print(f"{'variant':<48} {'pass':>5} {'fail':>5} {'inconcl':>7}  max|z| median (range)"
           + ("  SBC failed" if with_sbc else ""))
     for name, (build, shapes) in VARIANTS.items():
         model = build()
         reports = [geweke_test(model, shapes, 2000, seed=s) for s in range(num_seeds)]
         outcomes = [r.outcome for r in reports]
         largest = [np.max(np.abs(r.z[np.isfinite(r.z)])) for r in reports]
-        line = (f"{name:<42} {outcomes.count('pass'):>5} {outcomes.count('fail'):>5} "
+        line = (f"{name:<48} {outcomes.count('pass'):>5} {outcomes.count('fail'):>5} "
                 f"{outcomes.count('inconclusive'):>7}  {np.median(largest):6.1f} "
                 f"({min(largest):.1f}-{max(largest):.1f})")
         if with_sbc:
