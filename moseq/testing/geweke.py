@@ -29,11 +29,14 @@ trusted), never a failure: run more chains.
 
 Choosing test functions. Defaults: the mean and the mean of squares of every float variable
 written by the tested blocks, and for every integer variable (state labels) the switch rate
-(fraction of consecutive entries along the last axis that differ), the number of states
-used and the largest state occupancy; and the log joint. All are invariant to relabelling
-the states, the slowest direction of a sampler and the one no bug needs to move. Good extra
-functions are the ones a bug would move: a self-transition probability (the mean of the
-`pi` diagonal), a state's dwell time, a regression coefficient that a prior term pulls on.
+(fraction of consecutive entries along the last axis that differ) and the largest state
+occupancy per recording; and the log joint. All are invariant to relabelling the states,
+the slowest direction of a sampler and the one no bug needs to move. Good extra functions
+are the ones a bug would move: a self-transition probability (the mean of the `pi`
+diagonal), a state's dwell time, a regression coefficient that a prior term pulls on.
+Avoid functions that rarely leave one value (the number of states used, when nearly every
+draw uses them all): the chains' means are then skewed, few chains see the rare values,
+and their spread understates the error.
 Every test function needs a finite variance under the joint, or the z-scores mean nothing:
 heavy-tailed priors (an inverse Wishart with nu_0 <= D + 3 has no finite variance) need
 either a lighter-tailed prior in the test or bounded functions (e.g. `jnp.tanh`, `jnp.log`
