@@ -24,6 +24,7 @@ from moseq.blocks import (
 )
 from moseq.core import GibbsScheduler
 from moseq.models import keypoint_slds
+from moseq.ops import keypoints as keypoint_ops
 from moseq.ops.geometry import (
     align_egocentric,
     center_embedding,
@@ -32,7 +33,12 @@ from moseq.ops.geometry import (
     rotation_matrix,
     wrap_angle,
 )
-from moseq.ops.keypoints import interpolate_missing, noise_prior_scale, sample_von_mises
+from moseq.ops.keypoints import (
+    interpolate_missing,
+    noise_prior_scale,
+    sample_von_mises,
+    von_mises_normal_threshold,
+)
 from moseq.testing import LOG_JOINT, geweke_test
 from tests.helpers import NUM_DRAWS, assert_mean_within_mc_error, draws
 
@@ -156,26 +162,82 @@ def test_align_egocentric_points_the_heading_from_posterior_to_anterior(d):
 # ---- 2. the von Mises sampler ---------------------------------------------------------------
 
 
-CONCENTRATIONS = (0.0, 1e-30, 1e-6, 1e-3, 0.02, 0.5, 2.0, 30.0, 1e3)
+def von_mises_concentrations(dtype):
+    """0, tiny, both sides of the 1e-2 switch of the envelope parameter and of the switch to
+    the normal limit (`von_mises_normal_threshold`), and up to 1e12."""
+    threshold = von_mises_normal_threshold(dtype)
+    return (0.0, 1e-30, 1e-6, 1e-3, 0.009, 0.011, 0.5, 2.0, 30.0, 1e3, 1e5, 1e6, 0.9 * threshold,
+            1.1 * threshold, 1e8, 1e10, 1e12)
+
+
+def von_mises_spread(concentration):
+    """E[1 - cos(h - mean)] = 1 - I1(κ) / I0(κ); from κ = 1e3 its asymptotic series
+    1/(2κ) + 1/(8κ²) + 1/(8κ³) (relative error below 1e-9 there), as the ratio rounds to 1."""
+    if concentration == 0.0:
+        return 1.0
+    if concentration < 1e3:
+        return 1 - special.i1e(concentration) / special.i0e(concentration)
+    return 1 / (2 * concentration) + 1 / (8 * concentration**2) + 1 / (8 * concentration**3)
+
+
+def von_mises_law(concentration):
+    return (stats.uniform(-np.pi, 2 * np.pi) if concentration == 0.0
+            else stats.vonmises(concentration))
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_von_mises_draws_follow_scipy(dtype):
-    """One batch, one column per concentration (0, tiny, around the 1e-2 switch of the
-    envelope parameter, large), each KS-tested against scipy's von Mises law."""
+    """One batch, one column per concentration; each column KS-tested against scipy's von
+    Mises law, and its circular spread E[1 - cos(h - mean)] = 1 - I1/I0 checked, where the
+    law is wider than 100 rounding steps of an angle (all of them in float64; up to 1e8 in
+    float32). Above that (float32 at 1e10 and 1e12, where the draws are a few rounding steps
+    apart) the spread is checked with the rounding's own variance allowed for. Bonferroni:
+    the whole test flags a correct sampler with probability 1e-3."""
     num, mean = 4000, 2.5
-    kappa = jnp.broadcast_to(jnp.asarray(CONCENTRATIONS, dtype), (num, len(CONCENTRATIONS)))
+    concentrations = von_mises_concentrations(dtype)
+    kappa = jnp.broadcast_to(jnp.asarray(concentrations, dtype), (num, len(concentrations)))
     angles = jax.jit(sample_von_mises)(jax.random.key(7), jnp.full(kappa.shape, mean, dtype),
                                        kappa)
     assert angles.dtype == dtype
     angles = np.asarray(angles, float)
     assert np.all((angles >= -np.pi) & (angles <= np.pi))
     centred = np.asarray(wrap_angle(angles - mean))
-    for column, concentration in enumerate(CONCENTRATIONS):
-        law = (stats.uniform(-np.pi, 2 * np.pi) if concentration == 0.0
-               else stats.vonmises(concentration))
-        p_value = stats.kstest(centred[:, column], law.cdf).pvalue
-        assert p_value > 1e-3, (concentration, p_value)
+    spread = 2 * np.sin(centred / 2) ** 2  # 1 - cos, without cancellation
+    rounding = np.spacing(np.asarray(2 * np.pi, dtype))  # an angle's step near mean + π
+    min_p_value = 1e-3 / (2 * len(concentrations))
+    for column, concentration in enumerate(concentrations):
+        expected = von_mises_spread(concentration)
+        if concentration * (100 * rounding) ** 2 < 1:
+            p_value = stats.kstest(centred[:, column], von_mises_law(concentration).cdf).pvalue
+            assert p_value > min_p_value, (concentration, p_value)
+            assert_mean_within_mc_error(spread[:, column], expected, num_sigmas=4.5)
+        else:  # spread ≈ (Δ² + rounding error²) / 2, Δ² ~ χ²(1) / κ
+            observed = spread[:, column].mean() / expected
+            tolerance = 4.5 * np.sqrt(2 / num)
+            assert 1 - tolerance < observed < 1 + tolerance + concentration * rounding**2 / 4, (
+                concentration, observed)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_von_mises_ends_at_any_finite_concentration(dtype):
+    """Concentrations far past the normal switch, to the dtype's largest finite value (the
+    textbook Best-Fisher sampler loops forever in float32 from about 1e7): finite draws
+    within six standard deviations (or one rounding step) of the mean."""
+    concentration = jnp.asarray([1e9, 1e16, 1e20, 1e30, float(jnp.finfo(dtype).max)], dtype)
+    mean = jnp.full(concentration.shape, -1.0, dtype)
+    angles = jax.jit(sample_von_mises)(jax.random.key(0), mean, concentration)
+    distance = np.abs(np.asarray(wrap_angle(angles - mean), float))
+    limit = 6 / np.sqrt(np.asarray(concentration, float)) + np.spacing(np.asarray(np.pi, dtype))
+    assert np.all(distance <= limit), distance
+
+
+def test_von_mises_takes_the_last_proposal_at_the_round_limit(monkeypatch):
+    """With one round allowed, every entry keeps its first proposal of the wrapped-Cauchy
+    envelope: finite angles in range, and the loop ends."""
+    monkeypatch.setattr(keypoint_ops, "VON_MISES_MAX_ROUNDS", 1)
+    kappa = jnp.asarray([0.0, 1e-3, 1.0, 1e3, 1e6])
+    angles = np.asarray(sample_von_mises(jax.random.key(3), jnp.zeros(5), kappa))
+    assert np.all(np.isfinite(angles)) and np.all(np.abs(angles) <= np.pi)
 
 
 def test_von_mises_per_element_parameters():

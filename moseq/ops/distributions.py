@@ -41,6 +41,11 @@ def _float_dtype(*arrays):
     return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
 
 
+GAMMA_RETRY_ROUNDS = 32
+"""Rounds of the gamma sampler after its first pass over the entries before the pending ones
+are accepted unconditionally (each retry accepts with probability above 0.95)."""
+
+
 def _gamma_variates(key: PRNGKeyArray, a: ArrayLike, dtype, log: bool) -> Array:
     """Gamma(shape a, rate 1) draws, or their logs (`log=True`), one per entry of `a`.
 
@@ -53,8 +58,12 @@ def _gamma_variates(key: PRNGKeyArray, a: ArrayLike, dtype, log: bool) -> Array:
 
     Rounds of fresh bits serve a buffer of about n/16 entries (64 at least, n at most): each
     entry in turn, then those still pending, until all are accepted (acceptance > 0.95 for
-    a >= 1). Each entry keeps its first accepted proposal, an exact draw. a = 0 gives 0
-    (log: -inf), a = inf gives inf, a < 0 and NaN give NaN.
+    a >= 1). Each entry keeps its first accepted proposal, an exact draw. The loop is
+    bounded: after `GAMMA_RETRY_ROUNDS` rounds past the first pass, pending entries take
+    their next proposal unconditionally (d (1 + y)³, Wilson and Hilferty's normal
+    approximation, with y <= -1 replaced by 0, and U = u for a < 1), an event of
+    probability below 1e-40 per entry. a = 0 gives 0 (log: -inf), a = inf gives inf,
+    a < 0 and NaN give NaN.
     """
     a = jnp.asarray(a, dtype)
     shape, a = a.shape, a.reshape(-1)
@@ -80,12 +89,15 @@ def _gamma_variates(key: PRNGKeyArray, a: ArrayLike, dtype, log: bool) -> Array:
         y = jnp.where(positive, y, 0)
         h = 3 * d * (jnp.log1p(y) - y * (1 - y * (1 / 2 - y / 3)))
         log_u = jnp.log1p(-uniforms[1])
-        log_boost = jnp.where(boosted, (log_u - h) / a_i, 0)
+        # log(u e^-h) of an accepted proposal; log u alone for one accepted at the limit.
+        log_boost = jnp.where(boosted, jnp.where(log_u < h, log_u - h, log_u) / a_i, 0)
         if log:
             draw = jnp.log(d) + 3 * jnp.log1p(y) + log_boost
         else:
             draw = d * (1 + y) ** 3 * jnp.exp(log_boost)
-        accepted = positive & (log_u < h) & pending.at[index].get(mode="fill", fill_value=False)
+        forced = round_ >= first_pass + GAMMA_RETRY_ROUNDS
+        accepted = ((positive & (log_u < h)) | forced) & pending.at[index].get(
+            mode="fill", fill_value=False)
         index = jnp.where(accepted, index, a.size)  # out of bounds: dropped
         draws = draws.at[index].set(draw, mode="drop")
         return round_ + 1, key, draws, pending.at[index].set(False, mode="drop")
