@@ -29,6 +29,7 @@ def keypoint_slds(
     latent_dim: int = 10,
     num_keypoints: int | None = None,
     keypoint_dim: int = 2,
+    vertical_axis: int = 2,
     sigmasq_loc: float = 0.5,
     nu_s: float = 5.0,
     slope: float = -0.5,
@@ -62,14 +63,16 @@ def keypoint_slds(
     `hyperparameters` are the keywords of `moseq.models.arhmm_blocks` (num_states, nlags,
     alpha, kappa, gamma, S_0_scale, K_0_scale, transitions, beta). Defaults, here and there,
     are keypoint-MoSeq's; the pipeline's config reads them from these signatures.
-    `num_keypoints` is needed only to simulate without giving `Cd`.
+    `num_keypoints` is needed only to simulate without giving `Cd`. In 3-D the heading turns
+    about `vertical_axis` (0, 1, 2: x, y, z); see the 3-D page of the docs for the
+    conventions (vertical axis, units of the noise prior, when to fix the heading).
     """
     transitions, dynamics, states = arhmm_blocks(latent_dim, **hyperparameters)
     observations = KeypointObservations(
         latent_dim=latent_dim, anterior=tuple(int(i) for i in anterior),
         posterior=tuple(int(i) for i in posterior), num_keypoints=num_keypoints,
-        keypoint_dim=keypoint_dim, whiten=whiten, conf_threshold=conf_threshold,
-        nu_sigma=nu_sigma, sigmasq_0=sigmasq_0)
+        keypoint_dim=keypoint_dim, vertical_axis=vertical_axis, whiten=whiten,
+        conf_threshold=conf_threshold, nu_sigma=nu_sigma, sigmasq_0=sigmasq_0)
     blocks = [
         transitions, dynamics, states, observations,
         KalmanLatents(dynamics, observations, parallel=parallel, jitter=jitter),
