@@ -17,6 +17,8 @@ import pytest
 from moseq.models import AR_ONLY_FROZEN, keypoint_slds
 from moseq.ops import distributions
 from moseq.ops.distributions import sample_gamma
+from moseq.ops.geometry import rigid_transform
+from tests.test_recovery import LATENT_DIM, NLAGS, NUM_FIT
 
 SHAPES = (1e-30, 1e-3, 0.5, 1.0, 10.0, 1e4, 1e8, 1e12, 1e16, 1e20, 1e30)
 
@@ -47,21 +49,19 @@ def test_gamma_pending_draws_take_their_proposal_at_the_round_limit(monkeypatch)
     np.testing.assert_allclose(draws.mean(0), a, rtol=0.05)
 
 
-def moving_keypoints(rng, num_frames, num_keypoints, dim):
-    """Two recordings of a pose that wiggles, turns and walks, with noise; unit body size."""
-    body = rng.normal(size=(num_keypoints, dim))
-    body[0, :2], body[1, :2] = [2.0, 0.0], [-2.0, 0.0]
+def moving_keypoints(rng, num_recordings, num_frames, num_keypoints):
+    """3-D keypoints of a pose that wiggles, turns about the vertical axis y and walks, with
+    noise; unit body size."""
+    body = rng.normal(size=(num_keypoints, 3))
+    body[0], body[3] = [2.0, 0.0, 0.0], [-2.0, 0.0, 0.0]
     frames = np.arange(num_frames)[None, :, None, None]
-    poses = body + 0.3 * np.sin(frames / 4 + rng.normal(size=(2, 1, num_keypoints, dim)))
-    heading = np.cumsum(rng.normal(0, 0.1, (2, num_frames)), 1)
-    rotation = np.zeros((2, num_frames, dim, dim))
-    rotation[..., 0, 0] = rotation[..., 1, 1] = np.cos(heading)
-    rotation[..., 1, 0], rotation[..., 0, 1] = np.sin(heading), -np.sin(heading)
-    if dim == 3:
-        rotation[..., 2, 2] = 1.0
-    centroid = np.cumsum(rng.normal(0, 0.3, (2, num_frames, dim)), 1)
-    return (np.einsum("ntij,ntkj->ntki", rotation, poses) + centroid[..., None, :]
-            + rng.normal(0, 0.05, (2, num_frames, num_keypoints, dim)))
+    poses = body + 0.3 * np.sin(frames / 4 + rng.normal(size=(num_recordings, 1,
+                                                               num_keypoints, 3)))
+    heading = np.cumsum(rng.normal(0, 0.1, (num_recordings, num_frames)), 1)
+    centroid = np.cumsum(rng.normal(0, 0.3, (num_recordings, num_frames, 3)), 1)
+    Y = np.asarray(rigid_transform(jnp.asarray(poses), jnp.asarray(centroid),
+                                   jnp.asarray(heading), vertical_axis=1))
+    return Y + rng.normal(0, 0.05, Y.shape)
 
 
 def degenerate(Y, case):
@@ -78,22 +78,23 @@ def degenerate(Y, case):
     return np.broadcast_to(Y.mean(2, keepdims=True), Y.shape).copy()  # collapsed
 
 
-@pytest.mark.parametrize("dim", [2, 3])
-def test_keypoint_slds_ends_finite_at_any_coordinate_scale(dim):
+def test_keypoint_slds_ends_finite_at_any_coordinate_scale():
     """Float32 keypoints of body size 1e-3 to 1e5 (the von Mises heading draw used to loop
     forever from about 1e3), and constant, frozen or collapsed keypoints: three AR-only and
-    three full sweeps end with every variable finite."""
-    rng = np.random.default_rng(0)
-    Y = moving_keypoints(rng, 24, 5, dim)
+    three full sweeps end with every variable finite and the heading drawn in float32. The
+    model and shapes are those of the 3-D recovery test, whose compiled programs this reuses."""
+    Y = moving_keypoints(np.random.default_rng(0), 4, 600, 6)
     mask = np.ones(Y.shape[:2], np.float32)
-    model = keypoint_slds((0,), (1,), latent_dim=2, keypoint_dim=dim, num_states=3, nlags=1)
-    cases = [(scale, "moving") for scale in (1e-3, 1e-1, 1.0, 1e2, 1e3, 1e4, 1e5)]
-    cases += [(scale, case) for scale in (1e-3, 1.0, 1e5)
-              for case in ("all constant", "one frozen", "collapsed")]
+    model = keypoint_slds((0,), (3,), latent_dim=LATENT_DIM, keypoint_dim=3, vertical_axis=1,
+                          num_states=NUM_FIT, nlags=NLAGS, kappa=100.0)
+    cases = [(scale, "moving") for scale in (1e-3, 1.0, 1e3, 1e5)]
+    cases += [(1e5, case) for case in ("all constant", "one frozen", "collapsed")]
+    cases += [(1e-3, "collapsed")]
     for scale, case in cases:
         data = {"Y": (degenerate(Y, case) * scale).astype(np.float32), "mask": mask}
         state = model.init(0, data)
         state, _ = model.run(1, data, state, 3, frozen=AR_ONLY_FROZEN, progress=False)
         state, _ = model.run(2, data, state, 3, progress=False)
+        assert state["h"].dtype == jnp.float32
         for name, value in state.items():
             assert bool(jnp.all(jnp.isfinite(value))), (scale, case, name)
