@@ -1,6 +1,7 @@
 """The `moseq` command (also `python -m moseq`).
 
     moseq init-project PROJECT --data FILES... --anterior nose --posterior tailbase
+                       [--keypoints NAMES...]
     moseq fit PROJECT [--resume]         (or a config file, or data files with --anterior ...)
     moseq apply PROJECT NEW_DATA... [--output DIR] [--keypoints NAMES]
     moseq demo
@@ -12,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from moseq import pipeline
+from moseq.core import NumericalFailure
+from moseq.io import DataWarning
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -77,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="pose-tracking files or folders")
     init.add_argument("--anterior", nargs="+", required=True, metavar="KEYPOINT")
     init.add_argument("--posterior", nargs="+", required=True, metavar="KEYPOINT")
+    init.add_argument("--keypoints", nargs="+", metavar="KEYPOINT",
+                      help="the keypoints to use, in this order (default: all in the files); "
+                      "drop unreliable ones by leaving them out")
     init.add_argument("--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
                       help="override defaults, e.g. model.num_states=20 fitting.float64=true")
     init.add_argument("--overwrite", action="store_true", help="replace an existing config")
@@ -146,13 +153,33 @@ def _fit_target(args) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the `moseq` command; returns the exit status (0 on success, 1 on a usage error
-    that moseq explains)."""
+    """Run the `moseq` command; returns the exit status (0 on success, 1 on an error that
+    moseq explains in one line: bad input, a file that cannot be written, a NaN in a sweep;
+    130 when interrupted)."""
     args = _parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_data_warnings(args.command, warnings.showwarning)
+        return _run(args)
+
+
+def _show_data_warnings(command: str, show):
+    """`warnings.showwarning` that prints a `DataWarning` as `moseq COMMAND: warning: ...`."""
+    def showwarning(message, category, *args, **kwargs):
+        if issubclass(category, DataWarning):
+            print(f"moseq {command}: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *args, **kwargs)
+    return showwarning
+
+
+def _run(args) -> int:
     try:
         if args.command == "init-project":
+            sections = _parse_set(args.set)
+            if args.keypoints:
+                sections.setdefault("data", {})["keypoints"] = args.keypoints
             pipeline.init_project(args.project, args.data, args.anterior, args.posterior,
-                                  overwrite=args.overwrite, **_parse_set(args.set))
+                                  overwrite=args.overwrite, **sections)
             print(f"wrote {Path(args.project) / pipeline.CONFIG_NAME}; edit it, then run "
                   f"`moseq fit {args.project}`.")
         elif args.command == "fit":
@@ -176,7 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\nmoseq fit: interrupted; continue from the last checkpoint with "
                   f"`moseq fit {args.target} --resume`.", file=sys.stderr)
         return 130
-    except (pipeline.ConfigError, FileExistsError, FileNotFoundError, ValueError) as error:
+    except pipeline.WriteError as error:
+        resume = (f" `moseq fit {args.target} --resume` continues from the last checkpoint."
+                  if args.command == "fit" else "")
+        print(f"moseq {args.command}: error: {error}{resume}", file=sys.stderr)
+        return 1
+    except (pipeline.ConfigError, NumericalFailure, OSError, ValueError) as error:
         print(f"moseq {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -8,8 +8,15 @@ centroid and heading, one table per recording, as HDF5 or CSV.
 Frame convention. The model's syllables `z (N, T - nlags)` start at frame `nlags`
 (`z[:, i]` labels frame `i + nlags`). Exported syllables cover every frame: the first `nlags`
 frames of each row repeat its first syllable (as keypoint-moseq does), and so do the
-marginal probabilities. Syllables are relabelled by frequency by default, so that syllable 0
-is the most used (see `relabel_by_frequency`).
+marginal probabilities.
+
+Syllable numbers. The model samples states `0..K-1`; exported syllables are numbered by a
+`syllable_order` (`order[syllable] = state`). A project's numbering belongs to its fitted
+model: `moseq fit` fixes it once, at the end of the fit, by frequency in the fitted
+recordings (0 = the most used, counted by runs), stores it in `model.npz`, and every later
+result (`moseq apply`, the report, `results.h5` of new data) uses it, so syllable 3 means the
+same behaviour in every batch. Without an order, `results_per_recording` numbers the
+syllables by their frequency in the results at hand.
 
 Layout of `results.h5` (written by `save_results_h5`, read by `load_results_h5`):
 
@@ -19,7 +26,7 @@ Layout of `results.h5` (written by `save_results_h5`, read by `load_results_h5`)
                                    dicts are flattened with "." ("hyperparameters.kappa")
     /{recording}/                  one group per recording
         frame                      (T,) int    the frame's index in its recording
-        syllable                   (T,) int    syllable label (0 = most used when relabelled)
+        syllable                   (T,) int    syllable number (see above)
         syllable_probability       (T,) float  marginal probability of that syllable
                                                (NaN when no marginals were given)
         latent_state               (T, D)      pose latent x (AR-HMM: the data's x)
@@ -39,12 +46,13 @@ from collections.abc import Mapping, Sequence
 
 import h5py
 import numpy as np
-from jaxtyping import Float
+from jaxtyping import Float, Int
 
 from moseq._atomic import atomic_path
 from moseq._version import __version__
 from moseq.io import Batch, unbatch
-from moseq.ops.labels import pad_to_frames, relabel_by_frequency
+from moseq.ops.labels import frequency_order, pad_to_frames
+from moseq.ops.labels import relabel_by_frequency as relabel_by_frequency  # re-exported
 
 FORMAT = "moseq-results"
 FORMAT_VERSION = 1
@@ -54,7 +62,7 @@ FIELDS = ("frame", "syllable", "syllable_probability", "latent_state", "centroid
 def results_per_recording(
     state: Mapping, data: Mapping, nlags: int, names: Sequence[str] | None = None,
     marginals: Float[np.ndarray, "N t K"] | None = None, batch: Batch | None = None,
-    relabel: bool = True,
+    relabel: bool = True, syllable_order: Int[np.ndarray, " K"] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per-frame results of a fitted model, one table per recording.
 
@@ -69,7 +77,11 @@ def results_per_recording(
         marginals: optional `(N, T - nlags, K)` marginal probabilities of `z`.
         batch: the `moseq.io.Batch` the data came from; rows are then stitched back into
             recordings with `moseq.io.unbatch` (segments and overlaps undone).
-        relabel: relabel syllables by frequency (`relabel_by_frequency`).
+        relabel: without a `syllable_order`, number the syllables by their frequency in
+            these results (`syllable_order_of`); False keeps the model's state numbers.
+        syllable_order: the fitted model's numbering, `syllable_order[syllable] = state`
+            (`moseq.pipeline.FittedModel.syllable_order`): results of new data then carry
+            the numbers of the fit.
 
     Returns:
         `{name: {"frame", "syllable", "syllable_probability", "latent_state", "centroid",
@@ -85,9 +97,6 @@ def results_per_recording(
             f"for `data['mask']` {mask.shape} and nlags={nlags}; got {z.shape}. Check `nlags`."
         )
     num_states = int(np.shape(state["pi"])[0]) if "pi" in state else int(z.max()) + 1
-    permutation = np.arange(num_states)
-    if relabel:
-        z, permutation = relabel_by_frequency(z, mask, num_states)
 
     per_frame = {"syllable": pad_to_frames(z, nlags)}
     if marginals is None:
@@ -99,7 +108,6 @@ def results_per_recording(
                 f"`marginals` must have shape (N, T - nlags, K) = (*{z.shape}, {num_states}); "
                 f"got {marginals.shape}."
             )
-        marginals = marginals[..., permutation]
         probability = np.take_along_axis(marginals, z[..., None], axis=-1)[..., 0]
         per_frame["syllable_probability"] = pad_to_frames(probability, nlags)
     latent = state["x"] if "x" in state else data.get("x")
@@ -131,7 +139,44 @@ def results_per_recording(
     for name, table in tables.items():
         frames = np.flatnonzero(kept[name] > 0)
         results[str(name)] = {"frame": frames, **{f: v[frames] for f, v in table.items()}}
-    return results
+    if syllable_order is None and relabel:
+        syllable_order = syllable_order_of(results, num_states)
+    return results if syllable_order is None else renumber(results, syllable_order)
+
+
+def syllable_order_of(results: Mapping[str, Mapping[str, np.ndarray]], num_states: int,
+                      runlength: bool = True) -> np.ndarray:
+    """The numbering by frequency of `results`' syllables, `order[syllable] = state`
+    (`moseq.ops.labels.frequency_order` over the recordings' exported frames: 0 is the most
+    used, counted by runs unless `runlength=False`, a run ending where frames are missing;
+    unused states come last)."""
+    stretches = []
+    for table in results.values():
+        gaps = np.flatnonzero(np.diff(table["frame"]) != 1) + 1
+        stretches += np.split(np.asarray(table["syllable"]), gaps)
+    return frequency_order(stretches, num_states=num_states, runlength=runlength)
+
+
+def renumber(results: Mapping[str, Mapping[str, np.ndarray]],
+             syllable_order: Int[np.ndarray, " K"]) -> dict[str, dict[str, np.ndarray]]:
+    """`results` whose syllables are model states, numbered by `syllable_order`
+    (`syllable_order[syllable] = state`, a permutation of `0..K-1`)."""
+    syllable_order = np.asarray(syllable_order)
+    num_states = len(syllable_order)
+    if syllable_order.ndim != 1 or not np.array_equal(np.sort(syllable_order),
+                                                      np.arange(num_states)):
+        raise ValueError("`syllable_order` must be a permutation of 0..K-1 "
+                         f"(order[syllable] = state); got {syllable_order}.")
+    number = np.argsort(syllable_order)
+    renumbered = {}
+    for name, table in results.items():
+        states = np.asarray(table["syllable"])
+        if states.size and states.max() >= num_states:
+            raise ValueError(f"Recording {name!r} has state {states.max()}, beyond the "
+                             f"{num_states} states of `syllable_order`; use the order of the "
+                             "model these results came from.")
+        renumbered[name] = {**table, "syllable": number[states]}
+    return renumbered
 
 
 def save_results_h5(path: str | os.PathLike, results: Mapping[str, Mapping[str, np.ndarray]],

@@ -8,8 +8,8 @@ follows the extension: .png, .pdf, .svg, ...).
 Syllables `z (N, T - nlags)` and frame masks `mask (N, T)` are aligned at their ends, as
 everywhere in moseq (`z[:, i]` labels frame `i + nlags`); `nlags` is read from the shapes.
 `write_report` draws the exported per-recording results (`moseq.export.results_per_recording`),
-whose syllables are relabelled by frequency; relabel `z` the same way
-(`moseq.ops.labels.relabel_by_frequency`) before plotting it, so that the labels agree.
+whose syllables carry the model's numbering (`syllable_order`); number `z` the same way
+(`numpy.argsort(syllable_order)[z]`) before plotting it, so that the labels agree.
 """
 
 from __future__ import annotations

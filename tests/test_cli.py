@@ -70,6 +70,32 @@ def test_errors_are_explained(tmp_path, capsys):
     assert "moseq fit" in capsys.readouterr().err
 
 
+def test_write_errors_and_nans_are_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from moseq import NumericalFailure
+
+    def full_disk(*args, **kwargs):
+        raise pipeline.WriteError(errno.ENOSPC, "No space left on device",
+                                  str(tmp_path / "out" / "results.h5"))
+
+    monkeypatch.setattr(pipeline, "apply", full_disk)
+    assert cli.main(["apply", str(tmp_path), str(DLC_CSV)]) == 1
+    assert capsys.readouterr().err == (
+        f"moseq apply: error: cannot write {tmp_path / 'out' / 'results.h5'}: No space left on "
+        "device; the files written before are intact. Free space on that disk, then run "
+        "again.\n")
+
+    def nan(*args, **kwargs):
+        raise NumericalFailure("sweep 7: KalmanLatents produced a NaN ...", {}, {})
+
+    monkeypatch.setattr(pipeline, "fit", nan)
+    pipeline.init_project(tmp_path / "p", [str(DLC_CSV)], ["snout"], ["tailbase"])
+    assert cli.main(["fit", str(tmp_path / "p")]) == 1
+    assert capsys.readouterr().err == (
+        "moseq fit: error: sweep 7: KalmanLatents produced a NaN ...\n")
+
+
 def test_fit_data_creates_a_project(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(pipeline, "fit", lambda target, **kwargs: calls.append(

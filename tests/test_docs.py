@@ -104,3 +104,27 @@ def test_quickstart_runs(monkeypatch, tmp_path):
     from moseq.utils import get_durations
 
     assert np.median(get_durations(np.asarray(namespace["arhmm_state"]["z"]))) == 50
+
+
+def test_quickstart_commands_are_the_clis(monkeypatch, tmp_path):
+    """Each `moseq ...` line of the quickstart's shell block parses with the CLI, and its
+    `init-project` makes the project it says (on the shipped clip)."""
+    import shlex
+
+    from moseq import cli
+    from moseq.data import JABS_CLIP
+    from moseq.pipeline import Config
+
+    text = (DOCS / "quickstart.md").read_text()
+    shell = re.search(r"^```bash\nCLIP=.*?^```", text, re.MULTILINE | re.DOTALL).group(0)
+    lines = shell.replace("\\\n", " ").splitlines()[2:-1]
+    commands = [shlex.split(line.split("#")[0].replace("$CLIP", str(JABS_CLIP)))
+                for line in lines if not line.lstrip().startswith("#")]
+    assert [c[:2] for c in commands] == [["moseq", "init-project"], ["moseq", "fit"],
+                                         ["moseq", "fit"], ["moseq", "apply"]]
+    for command in commands:
+        cli._parser().parse_args(command[1:])
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(commands[0][1:]) == 0
+    config = Config.load(tmp_path / "my_project")
+    assert (config.fitting.ar_sweeps, config.fitting.full_sweeps) == (10, 20)

@@ -118,6 +118,43 @@ def test_results_with_batch_stitch_segments_back_into_recordings():
         assert "latent_state" not in results[name]
 
 
+def test_a_given_syllable_order_numbers_the_syllables_whatever_their_frequency():
+    """A fitted model's numbering is kept on new data: syllable = argsort(order)[state]."""
+    state, data = fitted()
+    order = np.array([4, 2, 0, 3, 1])  # order[syllable] = state
+    states = export.results_per_recording(state, data, NLAGS, relabel=False)
+    results = export.results_per_recording(state, data, NLAGS, syllable_order=order)
+    by_frequency = export.results_per_recording(state, data, NLAGS)
+    assert not np.array_equal(export.syllable_order_of(states, 5), order)
+    for name, table in results.items():
+        np.testing.assert_array_equal(order[table["syllable"]], states[name]["syllable"])
+        np.testing.assert_array_equal(table["frame"], by_frequency[name]["frame"])
+    renumbered = export.renumber(states, export.syllable_order_of(states, 5))
+    for name, table in by_frequency.items():
+        np.testing.assert_array_equal(renumbered[name]["syllable"], table["syllable"])
+
+
+def test_frequency_order_counts_runs_of_the_exported_frames_split_at_gaps():
+    """State 1 fills recording a (8 frames) in two runs, split by missing frames 6-7;
+    states 0 and 2 make two runs each in b."""
+    results = {"a": {"frame": np.r_[0:6, 8:10], "syllable": np.array([1] * 8)},
+               "b": {"frame": np.arange(5), "syllable": np.array([0, 2, 0, 2, 2])}}
+    np.testing.assert_array_equal(export.syllable_order_of(results, 4), [0, 1, 2, 3])
+    np.testing.assert_array_equal(export.syllable_order_of(results, 4, runlength=False),
+                                  [1, 2, 0, 3])
+    results["a"]["frame"] = np.arange(8)  # no gap: state 1 is one run
+    np.testing.assert_array_equal(export.syllable_order_of(results, 4), [0, 2, 1, 3])
+
+
+def test_renumber_refuses_an_order_that_is_not_the_models():
+    state, data = fitted()
+    states = export.results_per_recording(state, data, NLAGS, relabel=False)
+    with pytest.raises(ValueError, match="permutation of 0..K-1"):
+        export.renumber(states, [0, 0, 1, 2, 3])
+    with pytest.raises(ValueError, match="beyond the 3 states"):
+        export.renumber(states, [2, 0, 1])
+
+
 def test_results_name_a_wrong_nlags():
     state, data = fitted()
     with pytest.raises(ValueError, match="nlags"):

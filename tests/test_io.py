@@ -3,6 +3,7 @@ every format round-trip; batching and its inverse; every error names what is wro
 
 import csv
 import pickle
+import re
 from pathlib import Path
 
 import h5py
@@ -45,11 +46,11 @@ def write_dlc_csv(path, columns, values):
             writer.writerow([frame] + ["" if np.isnan(v) else repr(float(v)) for v in row])
 
 
-def write_dlc_h5(path, columns, values):
+def write_dlc_h5(path, columns, values, dtype="<f8"):
     """The layout pandas' `to_hdf(format="table")` gives a DeepLabCut table: a compound
-    dataset `df_with_missing/table` (`index`, `values_block_0`) whose column labels are a
-    protocol-0 pickle in the attribute `values_block_0_kind`."""
-    fields = [("index", "<i8"), ("values_block_0", "<f8", (len(columns),))]
+    dataset `df_with_missing/table` (`index`, `values_block_0` of `dtype`) whose column labels
+    are a protocol-0 pickle in the attribute `values_block_0_kind`."""
+    fields = [("index", "<i8"), ("values_block_0", dtype, (len(columns),))]
     rows = np.zeros(len(values), dtype=fields)
     rows["index"] = np.arange(len(values))
     rows["values_block_0"] = values
@@ -385,7 +386,10 @@ def two_recordings(tmp_path, rng):
 
 def test_to_batch_pads_masks_and_fills(tmp_path, rng):
     recordings = two_recordings(tmp_path, rng)
-    batch = mio.to_batch(recordings, anterior=["nose"], posterior=["tail", "neck"])
+    with pytest.warns(mio.DataWarning, match=r"Keypoint 'neck' is missing in every frame of 1 "
+                                             r"of the 2 recordings \('short'\).*mean of the "
+                                             r"other keypoints.*drop it with `keypoints`"):
+        batch = mio.to_batch(recordings, anterior=["nose"], posterior=["tail", "neck"])
     Y, conf, mask = batch.data["Y"], batch.data["conf"], batch.data["mask"]
     assert Y.shape == (2, 10, 3, 2) and conf.shape == (2, 10, 3) and mask.shape == (2, 10)
     assert Y.dtype == np.float64  # x64 is on in the tests
@@ -407,7 +411,8 @@ def test_to_batch_pads_masks_and_fills(tmp_path, rng):
 def test_unbatch_inverts_to_batch(tmp_path, rng):
     recordings = two_recordings(tmp_path, rng)
     for seg_length in (None, 4):
-        batch = mio.to_batch(recordings, seg_length=seg_length, seg_overlap=2)
+        with pytest.warns(mio.DataWarning, match="'neck'"):
+            batch = mio.to_batch(recordings, seg_length=seg_length, seg_overlap=2)
         per_recording = mio.unbatch(batch.data["conf"], batch)
         assert list(per_recording) == ["long", "short"]
         for name, recording in recordings.items():
@@ -427,6 +432,73 @@ def test_to_batch_errors(tmp_path, rng):
         mio.to_batch(subset)
     with pytest.raises(ValueError, match="`recordings` is empty"):
         mio.to_batch({})
+    with pytest.raises(ValueError, match=r"`anterior` and `posterior` both name \['nose'\]: "
+                                         r"the heading .* undefined.*front of the body"):
+        mio.to_batch(recordings, anterior="nose", posterior=["nose"])
+    with pytest.raises(ValueError, match=r"`seg_length` \(4\) must exceed `seg_overlap` \(30\)"
+                                         r".*fitted about 8 times.*Raise `seg_length`"):
+        mio.to_batch(recordings, seg_length=4)
+    with pytest.raises(ValueError, match="`seg_length` \\(2\\) must exceed `seg_overlap` \\(2\\)"):
+        mio.to_batch(recordings, seg_length=2, seg_overlap=2)
+
+
+def test_a_keypoint_seen_in_no_recording_is_refused(tmp_path, rng):
+    recordings = two_recordings(tmp_path, rng)
+    recordings = {"short": recordings["short"], "again": recordings["short"]}
+    with pytest.raises(ValueError, match=r"Keypoint 'neck' is missing in every frame of every "
+                                         r"recording.*drop it with `keypoints` \(config "
+                                         r"`data.keypoints`, `moseq init-project --keypoints`"):
+        mio.to_batch(recordings)
+
+
+# ---- corrupted values ------------------------------------------------------------------------
+
+
+def test_text_in_a_dlc_csv_cell_is_refused_with_its_line_and_column(tmp_path, rng):
+    """An empty cell (pandas' missing value) or `nan` is a missing point; any other text is a
+    corrupted file, never read as missing."""
+    values = rng.uniform(0, 1, (4, 6))
+    path = tmp_path / "video.csv"
+    write_dlc_csv(path, dlc_columns(["nose", "tail"], ("x", "y", "likelihood")), values)
+    lines = path.read_text().splitlines()
+    cells = lines[5].split(",")  # frame 2, after the three header rows
+    cells[1], cells[5] = "", "nan"  # nose/x missing, tail/y missing
+    lines[5] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n\n")  # a trailing blank line is no row
+    recording = only(mio.load_keypoints(path))
+    assert np.isnan(recording.Y[2]).all(axis=-1).tolist() == [True, True]
+    np.testing.assert_array_equal(recording.Y[3], values[3].reshape(2, 3)[:, :2])
+    for bad in ("abc", "inf", "1.5.2"):
+        cells[2] = bad  # nose/y, column 3 (after the index)
+        lines[5] = ",".join(cells)
+        path.write_text("\n".join(lines) + "\n")
+        with pytest.raises(ValueError, match=rf"video.csv, line 6, column 3 \(nose/y\): "
+                                             rf"'{re.escape(bad)}' is not a finite number.*empty "
+                                             r"for a missing point"):
+            mio.load_keypoints(path)
+
+
+def test_infinite_or_non_numeric_values_in_hdf5_files_are_named(tmp_path, rng):
+    tracks = rng.uniform(0, 500, (6, 1, 3, 2))
+    tracks[2, 0, 1, 0] = np.inf
+    write_sleap_analysis(tmp_path / "fly.h5", tracks, node_names=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"fly.h5: 1 keypoint coordinates are infinite \(first: "
+                                         r"frame 2, keypoint 'b'\); a missing point must be NaN"):
+        mio.load_keypoints(tmp_path / "fly.h5")
+    path = tmp_path / "session.nwb"
+    write_nwb(path, {"PoseEstimation": (["p", "q"], rng.normal(size=(4, 2, 2)), None)}, rate=30.0)
+    with h5py.File(path, "a") as file:
+        series = file["processing/behavior/PoseEstimation/q"]
+        del series["data"]
+        series["data"] = np.array([[b"1.0", b"abc"]] * 4)
+    with pytest.raises(ValueError, match=r"session.nwb: its `/processing/behavior/PoseEstimation/"
+                                         r"q/data` values are not numbers .*corrupted"):
+        mio.load_keypoints(path)
+    text = np.array([["1.0", "2.0", "x"]] * 3, dtype="S8")
+    write_dlc_h5(tmp_path / "dlc.h5", dlc_columns(["nose"], ("x", "y", "likelihood")), text,
+                 dtype="S8")
+    with pytest.raises(ValueError, match=r"dlc.h5: its values are not numbers"):
+        mio.load_keypoints(tmp_path / "dlc.h5")
 
 
 # ---- errors of load_keypoints ----------------------------------------------------------------
@@ -489,6 +561,9 @@ def test_min_frames_and_empty_recordings(tmp_path, rng):
                   np.full((3, 3), np.nan))
     with pytest.raises(ValueError, match="'blank' .* has no frame with any keypoint"):
         mio.load_keypoints(tmp_path / "blank.csv")
+    write_dlc_csv(tmp_path / "header.csv", dlc_columns(["a"], ("x", "y")), np.zeros((0, 2)))
+    with pytest.raises(ValueError, match=r"'header' .* has 0 frames, fewer than `min_frames`=1"):
+        mio.load_keypoints(tmp_path / "header.csv")
 
 
 def test_duplicate_recording_names(tmp_path, rng):

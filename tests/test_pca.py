@@ -71,5 +71,16 @@ def test_errors(mask, num_frames, message):
 def test_nan_in_a_valid_frame_is_an_error():
     Y = correlated_frames((20,))
     Y[5, 1] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    Y[7, 0] = np.inf
+    with pytest.raises(ValueError, match=r"NaN or infinite values in 2 of the frames .*set `mask` "
+                                         r"to 0 there"):
         fit_pca(Y, np.ones(20))
+    mask = np.ones(20)
+    mask[[5, 7]] = 0
+    fit_pca(Y, mask)  # masked, they are never read
+
+
+def test_too_few_frames_names_the_remedy():
+    with pytest.raises(ValueError, match=r"needs at least 4 valid frames; `mask` marks 3 .*Mark "
+                                         r"more frames valid.*raise `PCA_fitting_num_frames`"):
+        fit_pca(correlated_frames((20,)), three_valid_frames())

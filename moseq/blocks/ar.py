@@ -94,6 +94,11 @@ class ARDynamics(StateLikelihoods):
         return self.S_0.shape[-1]
 
     def check_data(self, data):
+        num_frames = np.shape(data["mask"])[-1] if "mask" in data else None
+        if num_frames is not None and num_frames <= self.nlags:
+            raise ValueError(f"Recordings of {num_frames} frames are too short for nlags = "
+                             f"{self.nlags} (the first nlags frames only give context); give "
+                             "longer recordings or lower nlags.")
         if "x" not in data:
             return
         shape = np.shape(data["x"])

@@ -27,7 +27,7 @@ from moseq.blocks.emissions import least_squares_latents
 from moseq.blocks.providers import GaussianEmissions
 from moseq.core.block import Data, GibbsBlock, State, recording_keys, recording_span
 from moseq.core.reduce import sum_over_recordings
-from moseq.ops.checks import check_positive
+from moseq.ops.checks import check_pca_frames, check_positive
 from moseq.ops.densities import scaled_inv_chi2_log_prob
 from moseq.ops.distributions import sample_scaled_inv_chi2
 from moseq.ops.geometry import (
@@ -60,7 +60,9 @@ class KeypointObservations(GaussianEmissions):
     observations of x.
 
     Data preparation: NaN keypoints in unmasked frames are interpolated over time and get
-    confidence 0; `conf` defaults to ones.
+    confidence 0; `conf` defaults to ones. Before `init`, the PCA's frames are checked
+    (`moseq.ops.checks.check_pca_frames`); `keypoint_names`, when given, name the keypoints in
+    the messages.
     """
 
     latent_dim: int = eqx.field(static=True)
@@ -70,6 +72,7 @@ class KeypointObservations(GaussianEmissions):
     keypoint_dim: int = eqx.field(static=True, default=2)
     vertical_axis: int = eqx.field(static=True, default=2)
     whiten: bool = eqx.field(static=True, default=True)
+    keypoint_names: tuple[str, ...] | None = eqx.field(static=True, default=None)
     conf_threshold: float = 0.5
     nu_sigma: float = 1e5
     sigmasq_0: float = 0.1
@@ -84,6 +87,10 @@ class KeypointObservations(GaussianEmissions):
         if not self.anterior or not self.posterior:
             raise ValueError("`anterior` and `posterior` must each name at least one keypoint "
                              "index (they define the heading).")
+        if set(self.anterior) == set(self.posterior):
+            raise ValueError(f"`anterior` and `posterior` are the same keypoints "
+                             f"{sorted(self.anterior)}, so the heading (from posterior to "
+                             "anterior) is undefined; name front and back keypoints.")
         if self.keypoint_dim not in (2, 3):
             raise ValueError(f"`keypoint_dim` must be 2 or 3; got {self.keypoint_dim}.")
         if self.vertical_axis not in (0, 1, 2):
@@ -100,6 +107,9 @@ class KeypointObservations(GaussianEmissions):
             raise ValueError(f"`data['Y']` must have shape (N, T, num_keypoints, 2 or 3); got "
                              f"{shape}.")
         k, d = shape[-2:]
+        if self.keypoint_names is not None and len(self.keypoint_names) != k:
+            raise ValueError(f"`data['Y']` has {k} keypoints; this model was built for the "
+                             f"{len(self.keypoint_names)} keypoints {list(self.keypoint_names)}.")
         if self.num_keypoints not in (None, k) or d != self.keypoint_dim:
             raise ValueError(f"`data['Y']` has {k} keypoints in {d}-D; this model was built for "
                              f"{self.num_keypoints or 'any number of'} keypoints in "
@@ -114,6 +124,13 @@ class KeypointObservations(GaussianEmissions):
         if "conf" in data and np.shape(data["conf"]) != shape[:-1]:
             raise ValueError(f"`data['conf']` must have shape {shape[:-1]} (N, T, "
                              f"num_keypoints); got {np.shape(data['conf'])}.")
+
+    def check_init_data(self, data):
+        """Enough frames with every keypoint above `conf_threshold` for the PCA behind `Cd`
+        (raises if too few; warns if few, or if keypoints are mostly below it)."""
+        k, d = np.shape(data["Y"])[-2:]
+        check_pca_frames(data["conf"], data["mask"], self.conf_threshold, self.latent_dim,
+                         (k - 1) * d, self.keypoint_names)
 
     def prepare_data(self, data: Data) -> Data:
         """Fill NaN keypoints of unmasked frames by interpolation over the observed frames

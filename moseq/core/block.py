@@ -105,6 +105,12 @@ class GibbsBlock(eqx.Module):
         """Raise a ValueError naming the argument if `data` cannot feed this block. Called by
         the scheduler before any compilation; the default accepts anything."""
 
+    def check_init_data(self, data: Data) -> None:
+        """Raise a ValueError naming the fix if `data` cannot initialise this block's variables
+        (e.g. too few frames for a PCA); may warn about poor data. Called by the scheduler's
+        `init`, before any compilation, for the blocks it initialises (not those whose
+        variables are given); the default accepts anything."""
+
     def prepare_data(self, data: Data) -> Data:
         """Host-side preparation of the user's data before validation and compilation (e.g.
         filling gaps, adding defaults for optional arrays); returns a new dict. The default

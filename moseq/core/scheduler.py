@@ -26,7 +26,7 @@ from jaxtyping import Array, Float
 
 from moseq.core import gibbs, sharding
 from moseq.core.block import RECORDING_INDEX, Data, GibbsBlock, State
-from moseq.core.plan import bind_plan, init_order, refer, validate_plan
+from moseq.core.plan import bind_plan, init_order, refer, validate_plan, writers
 from moseq.core.reduce import recording_mesh
 
 Summary = Callable[[Data, State], Array]
@@ -134,9 +134,21 @@ class GibbsScheduler(eqx.Module):
             data = block.prepare_data(data)
         return data
 
-    def check_data(self, data: Mapping[str, Array]) -> int:
-        """Validate the data before any compilation; return the number of recordings."""
-        return self._validate(self.prepare_data(data))
+    def check_data(self, data: Mapping[str, Array], *, init: bool = False,
+                   given: State | None = None) -> int:
+        """Validate the data before any compilation; return the number of recordings. With
+        `init`, also run the checks `init(key, data, given)` runs (e.g. that a PCA has enough
+        frames) for every block whose variables are not in `given`."""
+        data = self.prepare_data(data)
+        num_recordings = self._validate(data)
+        if init:
+            self._check_init_data(data, self._check_given(given))
+        return num_recordings
+
+    def _check_init_data(self, data: Mapping[str, Array], given: State) -> None:
+        for block in self.bound_blocks:
+            if not set(block.writes) & set(given):
+                block.check_init_data(data)
 
     def _validate(self, data: Mapping[str, Array]) -> int:
         missing = [k for k in self.data_keys if k not in data]
@@ -144,13 +156,28 @@ class GibbsScheduler(eqx.Module):
             raise ValueError(f"`data` lacks {missing}; this model needs {self.data_keys}.")
         mask = np.asarray(data["mask"]) if "mask" in data else None
         if mask is None or mask.ndim != 2:
-            raise ValueError("`data['mask']` must be an (N, T) array of 0/1 frame weights.")
+            raise ValueError("`data['mask']` must be an (N, T) array of 0/1 frame weights; got "
+                             f"shape {None if mask is None else mask.shape}.")
         num_recordings, num_frames = mask.shape
+        if not num_recordings or not num_frames:
+            raise ValueError(f"`data['mask']` has shape {mask.shape}: no "
+                             f"{'recordings (N = 0)' if not num_recordings else 'frames (T = 0)'}"
+                             "; give at least one recording with at least one frame.")
+        if not np.all(np.isfinite(mask)) or np.any(mask < 0):
+            raise ValueError("`data['mask']` must hold finite weights >= 0 (1 on observed "
+                             "frames, 0 elsewhere); it has NaN, infinite or negative values.")
+        if not np.any(mask > 0):
+            raise ValueError("`data['mask']` is 0 everywhere: no frame is observed, so there "
+                             "is nothing to fit; set it to 1 on the observed frames.")
         for name in self.data_keys:
             value = np.asarray(data[name])
             if value.shape[:1] != (num_recordings,):
                 raise ValueError(f"`data[{name!r}]` must have {num_recordings} recordings on "
                                  f"its first axis, like the mask; got shape {value.shape}.")
+            if value.ndim >= 2 and value.shape[1] != num_frames:
+                raise ValueError(f"`data[{name!r}]` has {value.shape[1]} frames on its second "
+                                 f"axis, but `data['mask']` has {num_frames}; give every "
+                                 f"per-frame array the mask's (N, T) = {mask.shape} first.")
             if value.shape[:2] == (num_recordings, num_frames) and np.issubdtype(
                 value.dtype, np.floating
             ):
@@ -206,10 +233,14 @@ class GibbsScheduler(eqx.Module):
         """Initial state: every block's `init`, ordered so each runs after what it reads.
 
         `given` holds values of some blocks' variables (e.g. the parameters of a fitted model,
-        to apply it to new recordings): those blocks are not initialised.
+        to apply it to new recordings): those blocks are not initialised, and values of other
+        shapes than init would make are refused. Before anything compiles, every block that
+        is initialised checks the data (`GibbsBlock.check_init_data`).
         """
         padded, given, num_recordings = self._layout(data, self._check_given(given))
+        self._check_init_data(padded, given)
         with recording_mesh(self.mesh):
+            self._check_given_shapes(padded, given)
             state = gibbs.init_state(self.bound_blocks, as_key(key), padded, given,
                                      mesh=self.mesh, step=_compiled_init_block)
         return sharding.unpad(state, self.per_recording, num_recordings)
@@ -226,6 +257,30 @@ class GibbsScheduler(eqx.Module):
         if unknown:
             raise ValueError(f"`given` names {sorted(unknown)}, which no block writes.")
         return given
+
+    def _check_given_shapes(self, data: Mapping[str, Array], given: State) -> None:
+        """Refuse given values whose shapes differ from those `init` would make (e.g.
+        parameters fitted on other keypoints, dimensions or numbers of states)."""
+        if not given:
+            return
+        # Only the given variables' blocks and what their `init` reads are traced.
+        blocks = self.bound_blocks
+        owners = writers(blocks)
+        needed = {owners[name].name for name in given}
+        for block in reversed(init_order(blocks, owners)):
+            if block.name in needed:
+                needed |= {owners[v].name for v in block.init_reads if v in owners}
+        traced = [block for block in blocks if block.name in needed]
+        expected = jax.eval_shape(lambda key: gibbs.init_state(
+            traced, key, data, None, mesh=self.mesh), jax.random.key(0))
+        wrong = [f"`given[{name!r}]` has shape {tuple(np.shape(value))}, this model and data "
+                 f"need {tuple(expected[name].shape)}" for name, value in sorted(given.items())
+                 if tuple(np.shape(value)) != tuple(expected[name].shape)]
+        if wrong:
+            raise ValueError(f"{'; '.join(wrong)}. The given values come from a model of "
+                             "other dimensions (other keypoints, 2-D vs 3-D data, latent_dim, "
+                             "num_states or nlags): give values fitted with this model on data "
+                             "of this layout.")
 
     def sweep(self, key, data: Mapping[str, Array] | PreparedData, state: State,
               frozen: Sequence[str] | None = None) -> State:

@@ -17,16 +17,34 @@ Formats, and what reads them:
 Every recording has coordinates `Y (T, K, D)` in (x, y[, z]) order with NaN where a keypoint
 is missing, confidences `(T, K)` in [0, 1], a frame `mask (T,)`, the keypoint names and the
 frame rate when the file stores one (JABS: 30 fps, JABS' default).
+
+Corrupted values (text in a CSV cell, infinite coordinates) are errors naming the file and
+where in it. Data that can be fitted but probably should not be as they are give a
+`DataWarning` (a keypoint missing in every frame of a recording; at fit time, keypoints
+mostly below the model's `conf_threshold`, a PCA on few frames); a keypoint seen in no
+recording, or too few confident frames for the PCA, are errors naming the keypoint and the fix.
 """
 
-from moseq.io._batch import Batch, keypoint_indices, to_batch, unbatch
+from moseq.io._batch import (
+    Batch,
+    check_heading_keypoints,
+    check_segments,
+    keypoint_indices,
+    to_batch,
+    unbatch,
+)
 from moseq.io._load import FORMATS, detect_format, load_keypoints
-from moseq.io._recording import Recording
+from moseq.io._recording import MissingKeypointsError, Recording
+from moseq.ops.checks import DataWarning
 
 __all__ = [
     "FORMATS",
     "Batch",
+    "DataWarning",
+    "MissingKeypointsError",
     "Recording",
+    "check_heading_keypoints",
+    "check_segments",
     "detect_format",
     "keypoint_indices",
     "load_keypoints",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -11,6 +12,7 @@ from jaxtyping import Int
 
 from moseq.io._recording import Recording
 from moseq.ops import batching
+from moseq.ops.checks import DROP_KEYPOINTS, DataWarning
 from moseq.ops.keypoints import interpolate_missing
 
 
@@ -46,18 +48,20 @@ def to_batch(
     """Stack recordings into `(N, L, ...)` arrays a model can fit.
 
     Missing keypoints are filled by linear interpolation over time (a keypoint never seen in
-    a recording: by the mean of the others in each frame) and get confidence 0, so `Y` is
-    finite everywhere. Rows are padded by repeating their last frame, with mask and
-    confidence 0 there (see `moseq.ops.batching.batch`).
+    a recording: by the mean of the others in each frame, with a `DataWarning`) and get
+    confidence 0, so `Y` is finite everywhere. A keypoint seen in no recording is refused.
+    Rows are padded by repeating their last frame, with mask and confidence 0 there (see
+    `moseq.ops.batching.batch`).
 
     Args:
         recordings: `{name: Recording}` from `load_keypoints`; all with the same keypoints.
         anterior, posterior: keypoint names at the front and back of the body, for the
-            heading of egocentric alignment.
+            heading of egocentric alignment (not the same set).
         seg_length: None for one row per recording, as long as the longest; otherwise rows
             are segments starting every `seg_length` frames, `seg_length + seg_overlap` long.
-        seg_overlap: frames shared by consecutive segments of a recording; weigh statistics
-            by `moseq.ops.segment_ownership(mask, bounds, seg_overlap)` to count them once.
+        seg_overlap: frames shared by consecutive segments of a recording, fewer than
+            `seg_length`; weigh statistics by `moseq.ops.segment_ownership(mask, bounds,
+            seg_overlap)` to count them once.
     """
     if not recordings:
         raise ValueError("`recordings` is empty; give at least one recording.")
@@ -73,6 +77,9 @@ def to_batch(
             raise ValueError(f"Recording {recording.name!r} has no frame with any keypoint.")
     anterior_idxs = keypoint_indices("anterior", anterior, first.keypoint_names)
     posterior_idxs = keypoint_indices("posterior", posterior, first.keypoint_names)
+    check_heading_keypoints(anterior, posterior)
+    check_segments(seg_length, seg_overlap)
+    _check_keypoints_seen(recordings)
 
     dtype = jax.dtypes.canonicalize_dtype(np.float64)
     keys = list(recordings)
@@ -125,3 +132,52 @@ def keypoint_indices(argument: str, names: Sequence[str], keypoint_names) -> np.
             f"choose from {list(keypoint_names)}."
         )
     return np.array([list(keypoint_names).index(name) for name in names], dtype=int)
+
+
+def check_heading_keypoints(anterior: Sequence[str], posterior: Sequence[str],
+                            names: tuple[str, str] = ("`anterior`", "`posterior`")) -> None:
+    """Refuse `anterior` and `posterior` naming the same keypoints: the heading, from their
+    mean posterior to their mean anterior position, is then undefined. `names`: the two
+    arguments as the message names them."""
+    anterior = [anterior] if isinstance(anterior, str) else list(anterior)
+    posterior = [posterior] if isinstance(posterior, str) else list(posterior)
+    if anterior and set(anterior) == set(posterior):
+        raise ValueError(
+            f"{names[0]} and {names[1]} both name {sorted(anterior)}: the heading points from "
+            "the posterior keypoints' mean to the anterior ones', so it would be undefined. "
+            "Name keypoints at the front of the body (e.g. the nose) as anterior and at the "
+            "back (e.g. the tail base) as posterior.")
+
+
+def check_segments(seg_length: int | None, seg_overlap: int,
+                   names: tuple[str, str] = ("`seg_length`", "`seg_overlap`")) -> None:
+    """Refuse `seg_length <= seg_overlap`: segments start every `seg_length` frames and are
+    `seg_length + seg_overlap` long, so every frame would be fitted at least twice. `names`:
+    the two arguments as the message names them."""
+    if seg_length is not None and 0 < seg_length <= seg_overlap:
+        raise ValueError(
+            f"{names[0]} ({seg_length}) must exceed {names[1]} ({seg_overlap}): segments start "
+            f"every {names[0]} frames and are {names[0]} + {names[1]} long, so each frame would "
+            f"be fitted about {(seg_length + seg_overlap) / seg_length:.0f} times. Raise "
+            f"{names[0]} (e.g. to 10000 frames), or lower {names[1]}.")
+
+
+def _check_keypoints_seen(recordings: Mapping[str, Recording]) -> None:
+    """Refuse a keypoint missing in every frame of every recording; warn about one missing in
+    every frame of some recordings (there it is filled with the mean of the others)."""
+    keypoint_names = next(iter(recordings.values())).keypoint_names
+    never_seen = {name: np.isnan(rec.Y).any(axis=-1).all(axis=0)
+                  for name, rec in recordings.items()}
+    for index, keypoint in enumerate(keypoint_names):
+        where = [name for name, unseen in never_seen.items() if unseen[index]]
+        if len(where) == len(recordings):
+            raise ValueError(
+                f"Keypoint {keypoint!r} is missing in every frame of every recording, so "
+                f"nothing of it can be fitted; {DROP_KEYPOINTS}.")
+        if where:
+            listed = ", ".join(map(repr, where[:5])) + (", ..." if len(where) > 5 else "")
+            warnings.warn(
+                f"Keypoint {keypoint!r} is missing in every frame of {len(where)} of the "
+                f"{len(recordings)} recordings ({listed}): there it is filled with the mean of "
+                "the other keypoints in each frame, with confidence 0. If it is seldom "
+                f"tracked, {DROP_KEYPOINTS}.", DataWarning, stacklevel=3)

@@ -1,5 +1,8 @@
 """DeepLabCut predictions: `.csv` (read with the csv module and NumPy) and `.h5` (h5py).
 
+A CSV cell is a number, or empty (or `nan`) for a missing point, as pandas writes them; any
+other text is refused with its line and column, never read as a missing point.
+
 Both hold one column per (scorer, [individual,] bodypart, coordinate), the coordinates being
 x, y[, z][, likelihood]; a 4-level header means a multi-animal project. The `.h5` is a pandas
 "table" written by PyTables: the values are the `values_block_*` fields of the compound
@@ -11,13 +14,15 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import pickle
+import warnings
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from moseq.io._recording import Animal
+from moseq.io._recording import Animal, numbers
 
 SPATIAL_COORDS = ("x", "y", "z")
 # maDLC files put the bodyparts that appear once per video under this pseudo-individual.
@@ -45,17 +50,61 @@ def _read_csv(path: Path) -> tuple[list[tuple[str, ...]], np.ndarray]:
             f"{path} is not a DeepLabCut predictions CSV: its header rows should start with "
             "scorer, [individuals,] bodyparts and coords."
         )
+    if len({len(row) for row in header}) != 1:
+        raise ValueError(f"{path}: the header rows of this DeepLabCut CSV have different "
+                         f"lengths ({[len(row) for row in header]}); repair the header.")
     labels = list(zip(*(row[1:] for row in header), strict=True))
-    try:
-        values = np.genfromtxt(path, delimiter=",", skip_header=len(header), ndmin=2)[:, 1:]
-    except ValueError as error:  # ragged rows
-        raise ValueError(f"{path}: cannot parse its rows as numbers ({error}).") from error
-    if values.shape[1] != len(labels):
-        raise ValueError(
-            f"{path} has {values.shape[1]} data columns after the index but {len(labels)} "
-            "column labels in its header."
-        )
+    try:  # NumPy's C parser, for files with a number in every cell
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a file without rows: said below
+            values = np.loadtxt(path, delimiter=",", skiprows=len(header), comments=None,
+                                ndmin=2)[:, 1:]
+    except ValueError:
+        values = None
+    if values is None or values.shape[1] != len(labels) or np.isinf(values).any():
+        values = _read_csv_cells(path, len(header), labels)
     return labels, values
+
+
+def _read_csv_cells(path: Path, header_rows: int, labels) -> np.ndarray:
+    """The values after the frame index, row by row: an empty cell (how pandas writes a
+    missing value) or `nan` is NaN; anything else that is not a finite number is refused with
+    its line and column."""
+    with open(path, newline="") as file:
+        rows = csv.reader(file)
+        for _ in range(header_rows):
+            next(rows)
+        numbered = [(rows.line_num, row[1:]) for row in rows if row]
+    values = np.empty((len(numbered), len(labels)))
+    for index, (line, cells) in enumerate(numbered):
+        if len(cells) != len(labels):
+            raise ValueError(
+                f"{path}: cannot parse its rows as numbers: line {line} has {len(cells)} "
+                f"values after the frame index, but its header labels {len(labels)} columns."
+            )
+        try:
+            values[index] = [float(cell) if cell.strip() else math.nan for cell in cells]
+        except ValueError:
+            values[index] = math.inf  # the first cell that is no number is named below
+    for index, column in np.argwhere(np.isinf(values)):
+        line, cells = numbered[index]
+        cell = cells[column]
+        if not cell.strip() or (_is_number(cell) and not math.isinf(float(cell))):
+            continue
+        raise ValueError(
+            f"{path}, line {line}, column {column + 2} ({'/'.join(labels[column][1:])}): "
+            f"{cell!r} is not a finite number. DeepLabCut writes a number in every cell, or "
+            "leaves it empty for a missing point; repair the cell or re-export the predictions."
+        )
+    return values
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 class _LiteralUnpickler(pickle.Unpickler):
@@ -81,7 +130,7 @@ def _read_h5(path: Path) -> tuple[list[tuple[str, ...]], np.ndarray]:
         ]
         rows = table[()]
     values = np.concatenate([rows[block].reshape(len(rows), -1) for block in blocks], axis=1)
-    return labels, values.astype(float)
+    return labels, numbers(values, "values", path)
 
 
 def _unpickle_literals(attribute) -> list:

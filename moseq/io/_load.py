@@ -173,6 +173,7 @@ def _same_keypoints(recordings: dict[str, Recording], keypoints) -> dict[str, Re
             raise ValueError(
                 f"Recordings {first.name!r} and {recording.name!r} have different keypoints: "
                 f"{list(first.keypoint_names)} and {list(recording.keypoint_names)}. Pass "
-                "`keypoints=[...]` naming the ones to use, or load them separately."
+                "`keypoints=[...]` (config `data.keypoints`, `moseq init-project --keypoints`) "
+                "naming the ones to use, or load them separately."
             )
     return {name: rec.select(first.keypoint_names) for name, rec in recordings.items()}

@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from moseq.io._recording import Animal, as_str
+from moseq.io._recording import Animal, as_str, numbers
 
 
 def read_nwb(path: Path) -> list[Animal]:
@@ -64,7 +64,8 @@ def _read_pose_estimation(group: h5py.Group, individual: str | None) -> Animal:
 
 def _scaled_data(data: h5py.Dataset) -> np.ndarray:
     """`(T, D)` in the dataset's unit: stored values times `conversion` plus `offset`."""
-    return data[()] * data.attrs.get("conversion", 1.0) + data.attrs.get("offset", 0.0)
+    values = numbers(data[()], f"`{data.name}` values", data.file.filename)
+    return values * data.attrs.get("conversion", 1.0) + data.attrs.get("offset", 0.0)
 
 
 def _frame_rate(series: h5py.Group) -> float | None:

@@ -38,32 +38,52 @@ class Recording:
         return self.Y.shape[0]
 
     def select(self, keypoints) -> Recording:
-        """This recording with only the named keypoints, in the given order."""
+        """This recording with only the named keypoints, in the given order (raises
+        `MissingKeypointsError` naming those it lacks)."""
         missing = [name for name in keypoints if name not in self.keypoint_names]
         if missing:
-            raise ValueError(
-                f"`keypoints` names {missing}, which recording {self.name!r} ({self.path}) "
-                f"lacks; choose from {list(self.keypoint_names)}."
-            )
+            raise MissingKeypointsError(self, missing)
         order = [self.keypoint_names.index(name) for name in keypoints]
         return make_recording(
             self.name, self.Y[:, order], self.confidence[:, order], keypoints, self.fps, self.path
         )
 
 
+class MissingKeypointsError(ValueError):
+    """A recording lacks keypoints that were asked for.
+
+    Attributes:
+        recording: the `Recording`; missing: the names it lacks.
+    """
+
+    def __init__(self, recording: Recording, missing: list[str]):
+        super().__init__(
+            f"`keypoints` names {missing}, which recording {recording.name!r} "
+            f"({recording.path}) lacks; choose from {list(recording.keypoint_names)}.")
+        self.recording, self.missing = recording, missing
+
+
 def make_recording(name, Y, confidence, keypoint_names, fps, path) -> Recording:
     """Build a `Recording` from raw arrays, making missing points consistent.
 
     Args:
-        Y: `(T, K, D)` coordinates, NaN where missing.
+        Y: `(T, K, D)` coordinates, NaN where missing; infinite or non-numeric values are
+            refused, naming `path`.
         confidence: `(T, K)` scores, or None for a format without them (then all ones).
     """
-    Y = np.asarray(Y, dtype=float)
+    Y = numbers(Y, "keypoint coordinates", path)
+    infinite = np.argwhere(np.isinf(Y))
+    if len(infinite):
+        frame, keypoint = infinite[0][:2]
+        raise ValueError(
+            f"{path}: {len(infinite)} keypoint coordinates are infinite (first: frame "
+            f"{frame}, keypoint {list(keypoint_names)[keypoint]!r}); a missing point must be "
+            "NaN. Repair or re-export the file.")
     missing = np.isnan(Y).any(axis=-1)
     Y = np.where(missing[..., None], np.nan, Y)
     if confidence is None:
         confidence = np.ones(Y.shape[:2])
-    confidence = np.clip(np.nan_to_num(np.asarray(confidence, dtype=float)), 0.0, 1.0)
+    confidence = np.clip(np.nan_to_num(numbers(confidence, "confidences", path)), 0.0, 1.0)
     confidence = np.where(missing, 0.0, confidence)
     return Recording(
         name=name,
@@ -74,6 +94,15 @@ def make_recording(name, Y, confidence, keypoint_names, fps, path) -> Recording:
         fps=None if fps is None else float(fps),
         path=str(path),
     )
+
+
+def numbers(values, what: str, path) -> np.ndarray:
+    """`values` as floats; text that is no number is refused, naming `what` and `path`."""
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: its {what} are not numbers ({error}); the file is corrupted "
+                         "or not a pose file.") from error
 
 
 class Animal(NamedTuple):

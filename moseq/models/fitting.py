@@ -126,7 +126,8 @@ def fit_staged(model: GibbsScheduler, key, data: Mapping[str, Array], *, ar_swee
                full_kappa: float | None = None, state: State | None = None,
                start_sweep: int = 0, trace: Mapping[str, np.ndarray] | None = None,
                ar_frozen: Sequence[str] | None = None, callbacks: Sequence[Callable] = (),
-               **run_kwargs) -> tuple[State, dict[str, np.ndarray]]:
+               stage_callbacks: Sequence[Callable] = (), **run_kwargs
+               ) -> tuple[State, dict[str, np.ndarray]]:
     """Staged fit: `ar_sweeps` of the AR-only stage, then `full_sweeps` of the full model.
 
     The AR-only stage runs the same scheduler with the observation-side blocks frozen
@@ -145,8 +146,11 @@ def fit_staged(model: GibbsScheduler, key, data: Mapping[str, Array], *, ar_swee
     `start_sweep` 0, a given `state` replaces `staged_init(model, key, data, ar_kappa=...)`.
 
     `callbacks`: `fn(sweeps_done, state, trace)` after each chunk of either stage, `trace`
-    that of the whole fit so far (as returned), so `trace["stage"][-1]` is the stage. Other
-    keywords go to `model.run` (chunk_size, summaries, progress).
+    that of the whole fit so far (as returned), so `trace["stage"][-1]` is the stage.
+    `stage_callbacks`: `fn(stage, start_sweep, end_sweep)` as a stage begins, before its
+    first sweep (which compiles the stage's programs), e.g. a progress display
+    (`moseq.pipeline.ProgressBar.begin`). Other keywords go to `model.run` (chunk_size,
+    summaries, progress).
 
     Returns the final state and the trace (the given `trace`, then every sweep run), with
     `trace["stage"]` ("ar" or "full") per sweep. The log joint is that of the stage's model
@@ -182,6 +186,8 @@ def fit_staged(model: GibbsScheduler, key, data: Mapping[str, Array], *, ar_swee
             for callback in callbacks:
                 callback(sweeps_done, chunk_state, whole)
 
+        for stage_callback in stage_callbacks:
+            stage_callback(stage, start, end)
         state, stage_trace = stage_model.run(
             jax.random.fold_in(key, fold), data, state, end - start, start_sweep=start,
             frozen=frozen, callbacks=[on_chunk] if callbacks else (), **run_kwargs)

@@ -32,6 +32,9 @@ def slds(
     gamma, S_0_scale, K_0_scale, transitions, beta).
     """
     Cd = np.asarray(Cd)
+    if Cd.ndim != 2 or Cd.shape[1] < 2:
+        raise ValueError(f"`Cd` must have shape (obs, D + 1), [C | d] for a latent of D >= 1 "
+                         f"dimensions; got shape {Cd.shape}.")
     transitions, dynamics, states = arhmm_blocks(Cd.shape[1] - 1, **hyperparameters)
     emissions = LinearGaussianObservations(Cd=Cd, nu_sigma=nu_sigma, sigmasq_0=sigmasq_0)
     latents = KalmanLatents(dynamics, emissions, parallel=parallel, jitter=jitter)

@@ -9,15 +9,25 @@ from jaxtyping import Float, Int
 from moseq.ops.sequences import get_frequencies
 
 
+def frequency_order(stateseqs, mask=None, num_states: int | None = None,
+                    runlength: bool = True) -> np.ndarray:
+    """The states ordered by usage, most used first: `order[rank] = state`.
+
+    Usage counts the valid frames of `stateseqs` (an array `(..., t)` or a dict/list of
+    arrays, `mask` aligned with its end, as in `moseq.ops.get_frequencies`), per run
+    (`runlength=True`, keypoint-moseq's default) or per frame. Ties keep the lower state
+    first; unused states come last.
+    """
+    usage = get_frequencies(stateseqs, mask, num_states=num_states, runlength=runlength)
+    return np.argsort(-usage, kind="stable")
+
+
 def relabel_by_frequency(
     z: Int[np.ndarray, "N t"], mask: Float[np.ndarray, "N T"], num_states: int,
     runlength: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Relabel syllables so that 0 is the most used, 1 the next, and so on.
-
-    Usage counts the valid frames of `z` (`mask` is aligned with the end of `z`, as in
-    `moseq.ops.get_frequencies`), per run (`runlength=True`, keypoint-moseq's default) or per
-    frame. Ties keep the lower label first; unused states come last.
+    """Relabel syllables so that 0 is the most used, 1 the next, and so on
+    (`frequency_order`).
 
     Returns:
         `(z_relabelled, permutation)`: `permutation[new] = old`, so
@@ -26,8 +36,7 @@ def relabel_by_frequency(
         `marginals[..., permutation]`.
     """
     z = np.asarray(z)
-    usage = get_frequencies(z, mask, num_states=num_states, runlength=runlength)
-    permutation = np.argsort(-usage, kind="stable")
+    permutation = frequency_order(z, mask, num_states, runlength)
     return np.argsort(permutation)[z], permutation
 
 

@@ -49,15 +49,21 @@ def fit_pca(Y, mask, PCA_fitting_num_frames=1000000, verbose=False, **kwargs) ->
         raise ValueError(
             f"PCA of {num_features} features needs at least {frames_needed} valid frames; "
             f"`mask` marks {len(frames)} and `PCA_fitting_num_frames` is "
-            f"{PCA_fitting_num_frames}."
+            f"{PCA_fitting_num_frames}. Mark more frames valid (e.g. a lower confidence "
+            "threshold for the mask, or fewer keypoints) or raise `PCA_fitting_num_frames`."
         )
     if len(frames) > PCA_fitting_num_frames:
         chosen = np.random.RandomState(42).choice(
             len(frames), PCA_fitting_num_frames, replace=False
         )
         frames = frames[chosen]
-    if not np.all(np.isfinite(frames)):
-        raise ValueError("`Y` has NaN or infinite values in frames that `mask` marks valid.")
+    bad = ~np.all(np.isfinite(frames), axis=-1)
+    if bad.any():
+        raise ValueError(
+            f"`Y` has NaN or infinite values in {int(bad.sum())} of the frames that `mask` "
+            "marks valid; interpolate them (`moseq.ops.keypoints.interpolate_missing`) or set "
+            "`mask` to 0 there."
+        )
     if verbose:
         print(f"Fitting PCA model to {len(frames)} data points")
     return PCA(svd_solver="full").fit(frames)

@@ -20,6 +20,12 @@ A project folder holds:
     results.h5       per-recording, per-frame results (layout: `moseq.export`)
     csv/             the same results, one CSV per recording
     report/          figures and report.md / report.html (`moseq.viz.write_report`)
+    .moseq-outputs-fit.json   the files the last fit wrote; a refit removes those it does not
+                     write again, never a file moseq did not write (nor one changed since)
+
+Every file is written atomically (`.moseq-*.tmp`, then moved into place; the next run removes
+what a kill left), with the permissions of the user's umask; a file that cannot be written
+raises `WriteError` (its path and the reason).
 
 The fit is `moseq.models.fit_staged` with key `fitting.seed`, kappa `model.kappa_ar` in the
 AR-only stage and `model.kappa_full` in the full model; a resumed fit hands it the
@@ -30,8 +36,10 @@ application run inside `jax.enable_x64(fitting.float64)` with the data cast to t
 """
 
 # One module per job: _config (the config schema and its TOML), _files (checkpoint and model
-# files), _progress (the progress bar), _project / _fit / _apply (set-up, fit, apply).
+# files, the outputs record), _progress (the progress display), _project / _fit / _apply
+# (set-up, fit, apply).
 
+from moseq._atomic import WriteError
 from moseq.pipeline._apply import ApplyResult, apply
 from moseq.pipeline._config import (
     CONFIG_NAME,
@@ -71,6 +79,7 @@ __all__ = [
     "FittingConfig",
     "ApplyConfig",
     "ConfigError",
+    "WriteError",
     "RESUMABLE_KEYS",
     "init_project",
     "load_data",

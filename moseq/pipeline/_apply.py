@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from moseq._atomic import check_writable, remove_temporaries, write_folder
+from moseq.io import MissingKeypointsError
 from moseq.models.fitting import apply_model
-from moseq.pipeline._files import CSV_DIR, RESULTS_NAME, load_model
+from moseq.pipeline._files import CSV_DIR, RESULTS_NAME, load_model, replace_outputs
 from moseq.pipeline._progress import ProgressBar
 from moseq.pipeline._project import _fps, _metadata, build_model, load_data
 
@@ -31,7 +33,8 @@ def apply(project_or_model, paths: Sequence[str] | str, output: str | os.PathLik
           *, keypoints: Sequence[str] | Mapping[str, str] | None = None,
           num_sweeps: int | None = None, progress: bool = True) -> ApplyResult:
     """Apply a fitted model (`PROJECT/model.npz`) to recordings: its parameters fixed, the
-    syllables, latents, heading and centroid of the new recordings sampled.
+    syllables, latents, heading and centroid of the new recordings sampled. Syllables carry
+    the fit's numbers (`FittedModel.syllable_order`), whatever their frequency in the new data.
 
     Args:
         project_or_model: a project folder or a `model.npz`.
@@ -40,7 +43,10 @@ def apply(project_or_model, paths: Sequence[str] | str, output: str | os.PathLik
         keypoints: when the new files name keypoints differently: a list of their names in
             the order of the model's keypoints, or a dict `{name in file: model name}`.
         num_sweeps: sweeps (default: the config's `apply.num_sweeps`).
-        progress: draw a progress bar on stderr.
+        progress: show the phases, then a progress bar, on stderr.
+
+    The outputs of an earlier application to `output` that this one does not write again
+    (the CSV of a recording not given this time) are removed, if unchanged since.
     """
     import jax
 
@@ -69,25 +75,58 @@ def apply(project_or_model, paths: Sequence[str] | str, output: str | os.PathLik
                              f"order of the model's {names}; got {in_file}.")
     num_sweeps = config.apply.num_sweeps if num_sweeps is None else num_sweeps
     marginal_sweeps = min(config.apply.marginal_sweeps, max(num_sweeps, 1))
-    with jax.enable_x64(config.fitting.float64):
-        batch, recordings = load_data(config, paths=paths, keypoints=in_file, rename=names)
-        model = build_model(config, batch)
-        bar = ProgressBar(num_sweeps) if progress else None
-        if bar is not None:
-            bar.begin("apply", 0)
-        applied = apply_model(model, config.apply.seed, batch.data, fitted.params, num_sweeps,
-                              marginal_sweeps=marginal_sweeps,
-                              chunk_size=config.fitting.chunk_size, progress=False,
-                              callbacks=[bar] if bar is not None else [])
-        state = {k: np.asarray(v) for k, v in applied.state.items()}
-        marginals = None if applied.marginals is None else np.asarray(applied.marginals)
-        results = moseq.export.results_per_recording(state, batch.data, config.model.nlags,
-                                                     marginals=marginals, batch=batch)
-    fps = config.data.fps or _fps(config, recordings) or fitted.fps
-    output.mkdir(parents=True, exist_ok=True)
-    moseq.export.save_results_h5(output / RESULTS_NAME, results, _metadata(
-        config, names, fps, applied_to=[os.fspath(p) for p in paths], apply_sweeps=num_sweeps))
-    moseq.export.save_results_csv(output / CSV_DIR, results)
+    with ProgressBar(num_sweeps, show=progress) as bar:
+        for path in remove_temporaries(output):
+            bar.note(f"removed {path}, left by an interrupted write")
+        check_writable(output)
+        with jax.enable_x64(config.fitting.float64):
+            bar.phase("loading the data")
+            try:
+                batch, recordings = load_data(config, paths=paths, keypoints=in_file,
+                                              rename=names)
+            except MissingKeypointsError as error:
+                if keypoints is not None:
+                    raise
+                raise ValueError(
+                    f"The model was fitted on the keypoints {names}; recording "
+                    f"{error.recording.name!r} ({error.recording.path}) lacks {error.missing} "
+                    f"(its keypoints: {list(error.recording.keypoint_names)}). If the files "
+                    "name them otherwise, pass `--keypoints` (Python: `keypoints=`): the "
+                    "files' names in the model's order, or FILE_NAME=MODEL_NAME,...") from None
+            _check_dimensions(fitted, batch, paths)
+            bar.phase_done(f"loaded {len(recordings)} recording(s)")
+            model = build_model(config, batch)
+            bar.begin("apply", 0, num_sweeps)
+            applied = apply_model(model, config.apply.seed, batch.data, fitted.params,
+                                  num_sweeps, marginal_sweeps=marginal_sweeps,
+                                  chunk_size=config.fitting.chunk_size, progress=False,
+                                  callbacks=[bar])
+            state = {k: np.asarray(v) for k, v in applied.state.items()}
+            marginals = None if applied.marginals is None else np.asarray(applied.marginals)
+            results = moseq.export.results_per_recording(
+                state, batch.data, config.model.nlags, marginals=marginals, batch=batch,
+                syllable_order=fitted.syllable_order)
+        fps = config.data.fps or _fps(config, recordings) or fitted.fps
+        moseq.export.save_results_h5(output / RESULTS_NAME, results, _metadata(
+            config, names, fps, applied_to=[os.fspath(p) for p in paths],
+            apply_sweeps=num_sweeps))
+        written = [output / RESULTS_NAME, *write_folder(output / CSV_DIR, lambda folder: (
+            moseq.export.save_results_csv(folder, results)))]
+        for path in replace_outputs(output, written, "apply"):
+            bar.note(f"removed {path}, an output of an earlier application")
     return ApplyResult(results=results, applied=applied, batch=batch,
                        paths={"results": str(output / RESULTS_NAME),
                               "csv": str(output / CSV_DIR)})
+
+
+def _check_dimensions(fitted, batch, paths) -> None:
+    """Refuse recordings of another keypoint dimension than the fitted model's: its emission
+    matrix `Cd` has (k - 1) d rows for k keypoints in d dimensions."""
+    num_keypoints = len(fitted.keypoint_names)
+    fitted_dim = np.shape(fitted.params["Cd"])[0] // max(num_keypoints - 1, 1)
+    data_dim = int(batch.data["Y"].shape[-1])
+    if fitted_dim != data_dim:
+        raise ValueError(
+            f"The model was fitted on {fitted_dim}-D keypoints, but the recordings of {paths} "
+            f"are {data_dim}-D: apply a model fitted on {data_dim}-D data (or give "
+            f"{fitted_dim}-D recordings).")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from moseq._atomic import atomic_path
+from moseq.io import check_heading_keypoints, check_segments
 from moseq.models import arhmm_blocks, keypoint_slds
 
 if sys.version_info >= (3, 11):
@@ -253,6 +254,19 @@ class Config:
         if self.data.seg_length is not None:
             positive("data.seg_length", self.data.seg_length)
         positive("data.seg_overlap", self.data.seg_overlap, allow_zero=True)
+        try:
+            check_heading_keypoints(self.data.anterior, self.data.posterior, names=(
+                "`data.anterior` (--anterior)", "`data.posterior` (--posterior)"))
+            check_segments(self.data.seg_length, self.data.seg_overlap,
+                           names=("`data.seg_length`", "`data.seg_overlap`"))
+        except ValueError as error:
+            raise ConfigError(f"{source}: {error}") from None
+        for key in ("anterior", "posterior") if self.data.keypoints is not None else ():
+            left_out = [n for n in getattr(self.data, key) if n not in self.data.keypoints]
+            if left_out:
+                raise ConfigError(f"{source}: `data.{key}` names {left_out}, which "
+                                  f"`data.keypoints` {self.data.keypoints} leaves out; add "
+                                  f"them to it or name other {key} keypoints.")
 
     def to_toml(self) -> str:
         """The config as TOML, every key written with its help as a comment (unset optional

@@ -1,4 +1,5 @@
-"""The files of a project: atomic npz writes, `checkpoint.npz` and `model.npz`."""
+"""The files of a project: atomic npz writes, `checkpoint.npz`, `model.npz`, and the record
+of the outputs a fit or an application wrote (`replace_outputs`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from moseq._atomic import atomic_path
+from moseq._atomic import atomic_path, writing
 from moseq._version import __version__
 from moseq.pipeline._config import Config
 
@@ -22,8 +23,10 @@ MODEL_NAME = "model.npz"
 RESULTS_NAME = "results.h5"
 CSV_DIR = "csv"
 REPORT_DIR = "report"
+OUTPUTS_NAME = ".moseq-outputs-{}.json"  # {}: "fit" or "apply"
 CHECKPOINT_FORMAT = "moseq-checkpoint"
 MODEL_FORMAT = "moseq-model"
+OUTPUTS_FORMAT = "moseq-outputs"
 FILE_FORMAT_VERSION = 1
 
 
@@ -86,24 +89,30 @@ def load_checkpoint(path) -> Checkpoint:
 @dataclasses.dataclass
 class FittedModel:
     """What `model.npz` holds: the fitted global parameters (`moseq.models.parameters`), the
-    config of the fit, and the keypoints it was fitted on.
+    config of the fit, the keypoints it was fitted on, and the project's syllable numbering.
+
+    `syllable_order (K,)`: `syllable_order[syllable] = state`, fixed at the end of the fit
+    by frequency in the fitted recordings; `params` stay indexed by state (e.g.
+    `params["Ab"][syllable_order[3]]` are syllable 3's dynamics).
 
     Layout of the npz: `format` = "moseq-model", `format_version`, `moseq_version`, `config`
-    (JSON), `keypoint_names`, `fps` (NaN when unknown), `params/{variable}` (e.g. betas, pi,
-    Ab, Q, Cd, sigmasq).
+    (JSON), `keypoint_names`, `fps` (NaN when unknown), `syllable_order`,
+    `params/{variable}` (e.g. betas, pi, Ab, Q, Cd, sigmasq).
     """
 
     params: dict[str, np.ndarray]
     config: Config
     keypoint_names: tuple[str, ...]
     fps: float | None
+    syllable_order: np.ndarray
 
 
 def save_model(path, fitted: FittedModel) -> None:
     arrays = {"format": MODEL_FORMAT, "format_version": FILE_FORMAT_VERSION,
               "moseq_version": __version__, "config": json.dumps(fitted.config.to_dict()),
               "keypoint_names": np.asarray(fitted.keypoint_names, dtype=str),
-              "fps": np.nan if fitted.fps is None else fitted.fps}
+              "fps": np.nan if fitted.fps is None else fitted.fps,
+              "syllable_order": np.asarray(fitted.syllable_order)}
     arrays.update({f"params/{k}": v for k, v in fitted.params.items()})
     _save_npz(path, arrays)
 
@@ -118,10 +127,15 @@ def load_model(path) -> FittedModel:
     arrays = _load_npz(path, MODEL_FORMAT, "moseq model")
     config = Config.from_dict(json.loads(str(arrays["config"])), base_dir=path.parent.resolve(),
                               source=str(path))
+    if "syllable_order" not in arrays:
+        raise ValueError(
+            f"{path} has no `syllable_order` (it was written by an earlier moseq); run "
+            "`moseq fit PROJECT --resume` once to rewrite it (the finished fit is not rerun).")
     fps = float(arrays["fps"])
     return FittedModel(params=_split(arrays, "params/"), config=config,
                        keypoint_names=tuple(str(k) for k in arrays["keypoint_names"]),
-                       fps=None if math.isnan(fps) else fps)
+                       fps=None if math.isnan(fps) else fps,
+                       syllable_order=arrays["syllable_order"])
 
 
 def _data_hash(batch) -> str:
@@ -134,3 +148,49 @@ def _data_hash(batch) -> str:
     digest.update(json.dumps([list(map(str, batch.keys)), np.asarray(batch.bounds).tolist(),
                               list(batch.keypoint_names)]).encode())
     return digest.hexdigest()
+
+
+def _stamp(path: str) -> list[int]:
+    """What tells a file moseq wrote from one changed since: its size and modification time."""
+    stat = os.stat(path)
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def replace_outputs(folder, written, kind: str) -> list[str]:
+    """Make `written` (the paths of the files a run of `kind`, "fit" or "apply", just wrote
+    in `folder`) the outputs of `folder`, and remove those the previous run of that kind wrote
+    that this one did not write again (e.g. the CSV of a recording dropped since).
+
+    The outputs are recorded in `folder/.moseq-outputs-{kind}.json` (`format`
+    "moseq-outputs", `files`: {path relative to `folder`: [size, mtime_ns]}). A recorded file
+    is removed only if unchanged since moseq wrote it, so a file moseq did not write, one
+    edited since or one another kind of run wrote over is never removed; a folder left empty
+    by a removal is removed too. Returns the paths removed.
+    """
+    folder = Path(folder)
+    record = folder / OUTPUTS_NAME.format(kind)
+    previous: dict = {}
+    if record.is_file():
+        try:
+            stored = json.loads(record.read_text())
+            if stored.get("format") == OUTPUTS_FORMAT:
+                previous = {str(name): list(stamp) for name, stamp in stored["files"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            previous = {}  # an unreadable record lists nothing to remove
+    current = {os.path.relpath(path, folder): _stamp(path) for path in map(os.fspath, written)}
+    removed = []
+    for name, stamp in sorted(previous.items()):
+        path = folder / name
+        inside = not os.path.isabs(name) and ".." not in Path(name).parts
+        if (name in current or not inside or path.is_symlink() or not path.is_file()
+                or _stamp(path) != stamp):
+            continue
+        with writing(path):
+            path.unlink()
+            removed.append(str(path))
+            parent = path.parent
+            if parent != folder and not any(parent.iterdir()):
+                parent.rmdir()
+    with atomic_path(record) as temporary, open(temporary, "w") as file:
+        json.dump({"format": OUTPUTS_FORMAT, "files": current}, file, indent=1)
+    return removed

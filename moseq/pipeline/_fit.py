@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from moseq._atomic import check_writable, remove_temporaries, write_folder
+from moseq.core import NumericalFailure
 from moseq.models.fitting import (
     concat_traces,
     fit_staged,
@@ -28,6 +30,7 @@ from moseq.pipeline._files import (
     FittedModel,
     _data_hash,
     load_checkpoint,
+    replace_outputs,
     save_checkpoint,
     save_model,
 )
@@ -59,13 +62,23 @@ def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
             differs from the checkpoint's; `fitting.full_sweeps` may be raised to extend a
             finished fit). Without a checkpoint, a new fit starts.
         overwrite: start a new fit even though a checkpoint exists (it is replaced).
-        progress: draw a progress bar on stderr.
-        export: write `model.npz`, `results.h5` and `csv/`; report: write `report/`.
+        progress: show the phases, then a progress bar, on stderr (`ProgressBar`).
+        export: write `model.npz`, `results.h5` and `csv/`; report: write `report/`. The
+            outputs of an earlier fit that this one does not write again (the CSV of a
+            recording since dropped, `model.npz` with `export=False`) are removed, if
+            unchanged since moseq wrote them (listed in `.moseq-outputs-fit.json`).
         callbacks: extra `fn(sweeps_done, state, trace)` called after each chunk (after the
             checkpoint); `trace` is that of the fit so far.
 
     Returns:
         A `FitResult`.
+
+    Raises:
+        moseq.pipeline.WriteError: a file could not be written (its path and the reason);
+            the files written before are intact, and `resume=True` continues from the last
+            checkpoint.
+        moseq.NumericalFailure: a sweep produced a NaN; the message names the sweep, the
+            block and the last checkpoint, and what to change.
     """
     import jax
 
@@ -76,16 +89,23 @@ def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
         raise FileExistsError(
             f"{checkpoint_path} holds a fit at sweep {done}; pass resume=True (`moseq fit "
             "--resume`) to continue it, or overwrite=True (`--overwrite`) to start again.")
-    if resume and not checkpoint_path.exists() and progress:
-        print(f"No checkpoint at {checkpoint_path}; starting a new fit.", file=sys.stderr)
-    with jax.enable_x64(config.fitting.float64):
-        batch, recordings = load_data(config)
-        state, trace = _run_fit(config, batch, checkpoint_path, resume and
-                                checkpoint_path.exists(), progress, callbacks)
-        paths = {"checkpoint": str(checkpoint_path)}
-        if export or report:
+    fitting = config.fitting
+    with ProgressBar(fitting.ar_sweeps + fitting.full_sweeps, show=progress) as bar:
+        for path in remove_temporaries(project):
+            bar.note(f"removed {path}, left by an interrupted write")
+        check_writable(project)  # a read-only folder fails now, not after the data and init
+        if resume and not checkpoint_path.exists():
+            bar.note(f"No checkpoint at {checkpoint_path}; starting a new fit.")
+        with jax.enable_x64(fitting.float64):
+            bar.phase(f"loading the data of {project}")
+            batch, recordings = load_data(config)
+            frames = sum(recording.num_frames for recording in recordings.values())
+            bar.phase_done(f"loaded {len(recordings)} recording(s), {frames} frames")
+            state, trace = _run_fit(config, batch, checkpoint_path, resume and
+                                    checkpoint_path.exists(), bar, callbacks)
+            paths = {"checkpoint": str(checkpoint_path)}
             paths.update(_write_outputs(config, project, batch, recordings, state, trace,
-                                        export=export, report=report))
+                                        export=export, report=report, bar=bar))
     return FitResult(state=state, trace=trace, batch=batch, project=project, paths=paths)
 
 
@@ -118,11 +138,12 @@ def _resumable(checkpoint_path: Path, config: Config, chain_hash: str, data_hash
     return checkpoint
 
 
-def _run_fit(config: Config, batch, checkpoint_path: Path, resume: bool, progress: bool,
+def _run_fit(config: Config, batch, checkpoint_path: Path, resume: bool, bar: ProgressBar,
              callbacks: Sequence[Callable]):
     """`fit_staged` from the start or from the checkpoint, writing a checkpoint every
     `fitting.checkpoint_every` sweeps and at the end of each stage."""
     fitting = config.fitting
+    bar.phase("building the model" if resume else "initialising the model")
     model = build_model(config, batch)
     ar_sweeps, total = fitting.ar_sweeps, fitting.ar_sweeps + fitting.full_sweeps
     chain_hash, data_hash = config.chain_hash(), _data_hash(batch)
@@ -138,14 +159,12 @@ def _run_fit(config: Config, batch, checkpoint_path: Path, resume: bool, progres
         checkpoint = _resumable(checkpoint_path, config, chain_hash, data_hash)
         done, state, trace = checkpoint.sweeps, checkpoint.state, checkpoint.trace
         saved["sweeps"] = done
+        bar.phase_done(f"resuming {checkpoint_path} at sweep {done}; built the model")
     else:
         state = staged_init(model, fitting.seed, batch.data, ar_kappa=config.model.kappa_ar)
         done, trace = 0, concat_traces([])
         save(0, state, trace)
-
-    bar = ProgressBar(total) if progress else None
-    if bar is not None:
-        bar.begin("ar" if done < ar_sweeps else "full", done)
+        bar.phase_done("initialised the model")
 
     def on_chunk(sweeps_done, chunk_state, trace):
         every = fitting.checkpoint_every
@@ -154,43 +173,78 @@ def _run_fit(config: Config, batch, checkpoint_path: Path, resume: bool, progres
             save(sweeps_done, chunk_state, trace)
         for callback in callbacks:
             callback(sweeps_done, chunk_state, trace)
-        if bar is not None:
-            bar(sweeps_done, chunk_state, trace)
+        bar(sweeps_done, chunk_state, trace)
 
-    state, trace = fit_staged(
-        model, fitting.seed, batch.data, ar_sweeps=ar_sweeps, full_sweeps=fitting.full_sweeps,
-        ar_kappa=config.model.kappa_ar, full_kappa=config.model.kappa_full, state=state,
-        start_sweep=done, trace=trace, chunk_size=fitting.chunk_size, callbacks=[on_chunk],
-        progress=False)
+    try:
+        state, trace = fit_staged(
+            model, fitting.seed, batch.data, ar_sweeps=ar_sweeps,
+            full_sweeps=fitting.full_sweeps, ar_kappa=config.model.kappa_ar,
+            full_kappa=config.model.kappa_full, state=state, start_sweep=done, trace=trace,
+            chunk_size=fitting.chunk_size, callbacks=[on_chunk], stage_callbacks=[bar.begin],
+            progress=False)
+    except NumericalFailure as failure:
+        raise NumericalFailure(_nan_advice(failure, checkpoint_path, saved["sweeps"], config),
+                               failure.state, failure.trace) from None
     return {k: np.asarray(v) for k, v in state.items()}, trace
 
 
+def _nan_advice(failure: NumericalFailure, checkpoint_path: Path, saved: int,
+                config: Config) -> str:
+    """The failure's message (its sweep and block), the last checkpoint, and what to do."""
+    remedies = "another `fitting.seed`"
+    if not config.fitting.float64:
+        remedies += " or `fitting.float64 = true` (round-off in float32 is a usual cause)"
+    return (f"{failure} The fit stopped; {checkpoint_path} holds the fit after {saved} sweeps, "
+            "its last checkpoint. Resuming from there (resume=True, `moseq fit --resume`) "
+            "repeats the same chain, up to the same NaN; to go on, start a new fit "
+            f"(overwrite=True, `--overwrite`) with {remedies}, or check the recordings' "
+            "keypoints for the block named.")
+
+
 def _write_outputs(config: Config, project: Path, batch, recordings, state, trace, *,
-                   export: bool, report: bool) -> dict:
+                   export: bool, report: bool, bar: ProgressBar) -> dict:
+    """Write the outputs asked for, then remove the earlier fit's that were not written
+    again (`replace_outputs`); returns their paths by name."""
     import moseq.export
     import moseq.io
     import moseq.viz
 
-    model = build_model(config, batch)
-    fps = _fps(config, recordings)
-    nlags = config.model.nlags
-    paths = {}
-    marginals = None
-    if export:
-        save_model(project / MODEL_NAME, FittedModel(
-            params={k: np.asarray(v) for k, v in parameters(model, state).items()},
-            config=config, keypoint_names=batch.keypoint_names, fps=fps))
-        marginals = np.asarray(syllable_marginals(model, batch.data, state)[0])
-    results = moseq.export.results_per_recording(state, batch.data, nlags,
-                                                 marginals=marginals, batch=batch)
-    if export:
-        moseq.export.save_results_h5(project / RESULTS_NAME, results,
-                                     _metadata(config, batch.keypoint_names, fps))
-        moseq.export.save_results_csv(project / CSV_DIR, results)
-        paths.update(model=str(project / MODEL_NAME), results=str(project / RESULTS_NAME),
-                     csv=str(project / CSV_DIR))
-    if report:
-        paths["report"] = moseq.viz.write_report(
-            project / REPORT_DIR, results, config.model.num_states, nlags, trace=trace,
-            fps=fps, keypoints=moseq.io.unbatch(batch.data["Y"], batch))
+    paths, written = {}, []
+    if export or report:
+        names = ["model.npz, results.h5, csv/"] * export + ["report/"] * report
+        bar.phase(f"writing {' and '.join(names)}")
+        model = build_model(config, batch)
+        fps = _fps(config, recordings)
+        nlags = config.model.nlags
+        marginals = None
+        if export:
+            marginals = np.asarray(syllable_marginals(model, batch.data, state)[0])
+        states = moseq.export.results_per_recording(state, batch.data, nlags,
+                                                    marginals=marginals, batch=batch,
+                                                    relabel=False)
+        syllable_order = moseq.export.syllable_order_of(states, config.model.num_states)
+        results = moseq.export.renumber(states, syllable_order)
+        if export:
+            save_model(project / MODEL_NAME, FittedModel(
+                params={k: np.asarray(v) for k, v in parameters(model, state).items()},
+                config=config, keypoint_names=batch.keypoint_names, fps=fps,
+                syllable_order=syllable_order))
+            moseq.export.save_results_h5(project / RESULTS_NAME, results,
+                                         _metadata(config, batch.keypoint_names, fps))
+            written += [project / MODEL_NAME, project / RESULTS_NAME]
+            written += write_folder(project / CSV_DIR, lambda folder: (
+                moseq.export.save_results_csv(folder, results)))
+            paths.update(model=str(project / MODEL_NAME), results=str(project / RESULTS_NAME),
+                         csv=str(project / CSV_DIR))
+        if report:
+            keypoints = moseq.io.unbatch(batch.data["Y"], batch)
+            written += write_folder(project / REPORT_DIR, lambda folder: moseq.viz.write_report(
+                folder, results, config.model.num_states, nlags, trace=trace, fps=fps,
+                keypoints=keypoints))
+            paths["report"] = str(project / REPORT_DIR / "report.md")
+        bar.phase_done(f"wrote {' and '.join(names)}")
+    removed = replace_outputs(project, written, "fit")
+    if removed:
+        bar.note(f"removed {len(removed)} output(s) of the earlier fit that this one did not "
+                 f"write: {', '.join(os.path.relpath(path, project) for path in removed)}")
     return paths

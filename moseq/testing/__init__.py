@@ -3,7 +3,9 @@
 * `check_block(block, data, state)`: the mechanical contract (declared writes and reads,
   stable shapes and dtypes, purity, keys, jit and vmap, finite draws and log densities).
 * `geweke_test(model, data_shapes)`: Geweke's joint-distribution test: the Gibbs sweep must
-  leave p(state, data) invariant. The sharpest test of a block's maths.
+  leave p(state, data) invariant. The sharpest test of a block's maths; its report ends in
+  pass, fail or inconclusive (too few effective draws to judge: run more chains), with the
+  reason.
 * `sbc(model, data_shapes)`: simulation-based calibration, which also exercises `init` and
   convergence from a start away from the truth.
 * `moseq.testing.joint`: what those tests share (joint draws of data and state, test
@@ -28,7 +30,7 @@ walks through it.
 
 from moseq.testing import joint
 from moseq.testing.contract import ContractError, check_block
-from moseq.testing.geweke import GewekeReport, GewekeRow, effective_sample_size, geweke_test
+from moseq.testing.geweke import GewekeReport, GewekeRow, geweke_test
 from moseq.testing.joint import LOG_JOINT, default_test_functions, joint_draw
 from moseq.testing.sbc import SBCReport, SBCRow, rank_uniformity, sbc
 from moseq.testing.verdict import Verdict, multiple_comparison
@@ -43,7 +45,6 @@ __all__ = [
     "Verdict",
     "check_block",
     "default_test_functions",
-    "effective_sample_size",
     "geweke_test",
     "joint",
     "joint_draw",

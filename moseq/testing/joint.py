@@ -71,6 +71,25 @@ class SwitchRate:
 
 
 @dataclasses.dataclass(frozen=True)
+class LargestOccupancy:
+    """Fraction of the entries along the last axis that hold its most frequent value (the
+    largest of a recording's sorted state occupancies), averaged over the other axes."""
+
+    name: str
+
+    def __call__(self, variables):
+        ordered = jnp.sort(jnp.asarray(variables[self.name]), axis=-1)
+        position = jnp.arange(ordered.shape[-1])
+        starts = jnp.concatenate([jnp.ones_like(ordered[..., :1], bool),
+                                  ordered[..., 1:] != ordered[..., :-1]], axis=-1)
+        # Where the run of equal values that holds each entry starts; the longest run is the
+        # most frequent value.
+        run_start = jax.lax.cummax(jnp.where(starts, position, 0), axis=ordered.ndim - 1)
+        longest = jnp.max(position - run_start + 1, axis=-1)
+        return jnp.mean(longest / ordered.shape[-1]).astype(jnp.result_type(float))
+
+
+@dataclasses.dataclass(frozen=True)
 class _LogJoint:
     """Marker for the model's log joint, computed with the model's blocks."""
 
@@ -84,15 +103,18 @@ LOG_JOINT = _LogJoint()
 
 def default_test_functions(
     model: GibbsScheduler, data_shapes: Mapping[str, Any], blocks: Sequence[str] | None = None,
-    log_joint: bool = True, label_invariant: bool = False,
+    log_joint: bool = True, label_invariant: bool = True,
 ) -> dict[str, TestFunction]:
     """The default test functions: for every variable the tested blocks write, the mean and
-    mean of squares (float variables) or the mean and switch rate (integer variables with a
-    last axis longer than one); plus the log joint.
+    mean of squares over all its entries (float variables), or (integer variables, the
+    state labels, with a last axis longer than one) the switch rate and the largest state
+    occupancy along the last axis (per recording); plus the log joint.
 
-    `label_invariant=True` drops the means of integer variables (state labels), which
-    change when the sampler permutes the labels: what `sbc` needs, since its chains start
-    away from the truth and a posterior has one mode per labelling."""
+    All of them are invariant to a relabelling of the states (a mean over the states' entries
+    is a sum over states): labels are what a sampler mixes over most slowly, so functions
+    that follow a label (mean(z), pi[0, 0]) have the least power, and a posterior has one
+    mode per labelling. `label_invariant=False` adds the mean of every integer variable, for
+    integers that are not exchangeable labels."""
     model = as_scheduler(model, data_shapes)
     tested = tested_blocks(model, blocks)
     data = as_data(data_shapes)
@@ -106,11 +128,12 @@ def default_test_functions(
             if jnp.issubdtype(spec.dtype, jnp.floating):
                 functions[f"mean({name})"] = Moment(name, 1)
                 functions[f"mean({name}^2)"] = Moment(name, 2)
-            else:
-                if not label_invariant:
-                    functions[f"mean({name})"] = Moment(name, 1)
-                if spec.ndim >= 1 and spec.shape[-1] > 1:
-                    functions[f"switch_rate({name})"] = SwitchRate(name)
+                continue
+            if not label_invariant:
+                functions[f"mean({name})"] = Moment(name, 1)
+            if spec.ndim >= 1 and spec.shape[-1] > 1:
+                functions[f"switch_rate({name})"] = SwitchRate(name)
+                functions[f"largest_occupancy({name})"] = LargestOccupancy(name)
     if log_joint:
         functions["log_joint"] = LOG_JOINT
     return functions
