@@ -18,6 +18,7 @@ from moseq.models import AR_ONLY_FROZEN, keypoint_slds
 from moseq.ops import distributions
 from moseq.ops.distributions import sample_gamma
 from moseq.ops.geometry import rigid_transform
+from tests.helpers import assert_mean_within_mc_error
 from tests.test_recovery import LATENT_DIM, NLAGS, NUM_FIT
 
 SHAPES = (1e-30, 1e-3, 0.5, 1.0, 10.0, 1e4, 1e8, 1e12, 1e16, 1e20, 1e30)
@@ -40,13 +41,13 @@ def test_gamma_draws_end_and_keep_their_mean_at_extreme_shapes(dtype):
 
 def test_gamma_pending_draws_take_their_proposal_at_the_round_limit(monkeypatch):
     """With no retry round after the first pass, the proposals rejected there are accepted
-    in the next round: the loop ends, and the draws stay close to the gamma law (the
-    proposal is Wilson and Hilferty's approximation)."""
+    in the next round: the loop ends, and the draws keep the gamma mean (the proposal is
+    Wilson and Hilferty's approximation)."""
     monkeypatch.setattr(distributions, "GAMMA_RETRY_ROUNDS", 0)
     a = np.asarray([0.05, 1.0, 3.0, 50.0])
     draws = np.asarray(sample_gamma(jax.random.key(1), np.broadcast_to(a, (20_000, 4)), 1.0))
     assert np.all(np.isfinite(draws)) and np.all(draws >= 0)
-    np.testing.assert_allclose(draws.mean(0), a, rtol=0.05)
+    assert_mean_within_mc_error(draws, a)  # 200 seeds: max |z| 3.6
 
 
 def moving_keypoints(rng, num_recordings, num_frames, num_keypoints):
