@@ -34,6 +34,7 @@ from moseq.ops.geometry import (
     wrap_angle,
 )
 from moseq.ops.keypoints import (
+    heading_natural_params,
     interpolate_missing,
     noise_prior_scale,
     sample_von_mises,
@@ -132,6 +133,47 @@ def test_rigid_transform_and_its_inverse_compose_to_the_identity(d):
     if d == 3:  # the rotation is about z: heights only shift by v_z
         np.testing.assert_allclose(rigid_transform(Y, v, h)[..., 2], Y[..., 2] + v[..., None, 2],
                                    atol=1e-12)
+
+
+@pytest.mark.parametrize("vertical_axis", [0, 1])
+def test_the_vertical_axis_is_a_relabelling_of_the_coordinates(vertical_axis):
+    """With the vertical axis `a`, the heading turns in the plane of axes (a + 1, a + 2) mod 3:
+    keypoints whose coordinates (x, y, z) are moved to the places (a + 1, a + 2, a) give the
+    same heading, centroid and heading conditional as the originals about z, and their aligned
+    poses and transforms are the originals' moved likewise."""
+    rng = np.random.default_rng(12)
+    place = [(vertical_axis + 1) % 3, (vertical_axis + 2) % 3, vertical_axis]
+    order = np.argsort(place)  # moved[..., i] = original[..., order[i]]
+    Y = jnp.asarray(rng.normal(size=(3, 4, 5, 3)))
+    pose = jnp.asarray(rng.normal(size=(3, 4, 5, 3)))
+    v = jnp.asarray(rng.normal(size=(3, 4, 3)))
+    h = jnp.asarray(rng.uniform(-np.pi, np.pi, size=(3, 4)))
+    precision = jnp.asarray(rng.uniform(0.5, 2.0, size=(3, 4, 5)))
+    R = rotation_matrix(h, 3, vertical_axis)
+    np.testing.assert_allclose(R, np.asarray(rotation_matrix(h, 3))[..., order[:, None], order],
+                               atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-12)
+    np.testing.assert_allclose(R[..., :, vertical_axis],
+                               np.broadcast_to(np.eye(3)[vertical_axis], R.shape[:-1]), atol=1e-12)
+    np.testing.assert_allclose(rigid_transform(Y[..., order], v[..., order], h, vertical_axis),
+                               np.asarray(rigid_transform(Y, v, h))[..., order], atol=1e-12)
+    np.testing.assert_allclose(
+        inverse_rigid_transform(Y[..., order], v[..., order], h, vertical_axis),
+        np.asarray(inverse_rigid_transform(Y, v, h))[..., order], atol=1e-12)
+    aligned, centroid, heading = align_egocentric(Y[..., order], (0, 2), (1,), vertical_axis)
+    expected_aligned, expected_centroid, expected_heading = align_egocentric(Y, (0, 2), (1,))
+    np.testing.assert_allclose(heading, expected_heading, atol=1e-12)
+    np.testing.assert_allclose(centroid, np.asarray(expected_centroid)[..., order], atol=1e-12)
+    np.testing.assert_allclose(aligned, np.asarray(expected_aligned)[..., order], atol=1e-12)
+    np.testing.assert_allclose(
+        heading_natural_params(Y[..., order], v[..., order], pose[..., order], precision,
+                               vertical_axis),
+        heading_natural_params(Y, v, pose, precision), atol=1e-12)
+
+
+def test_observations_refuse_a_vertical_axis_out_of_range():
+    with pytest.raises(ValueError, match="vertical_axis"):
+        observations_block(3, vertical_axis=3)
 
 
 @pytest.mark.parametrize("d", [2, 3])

@@ -7,8 +7,10 @@ Keypoints `Y` (N, T, k, d) are seen through an egocentric pose: with the Helmert
     Y_{t,k} ~ N(R(h_t) ȳ_{t,k} + v_t, s_{t,k} σ²_k I_d),
 
 with heading `h` (N, T), centroid `v` (N, T, d), per-keypoint variance `sigmasq` (k,) and
-per-frame-per-keypoint scales `s` (N, T, k). Masked frames carry no observation: their
-pose variables follow the prior.
+per-frame-per-keypoint scales `s` (N, T, k). R(h) turns in the horizontal plane: the x-y
+plane in 2-D, in 3-D the plane normal to `vertical_axis` (z by default; see
+`moseq.ops.geometry`). Masked frames carry no observation: their pose variables follow the
+prior.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class KeypointObservations(GaussianEmissions):
     posterior: tuple[int, ...] = eqx.field(static=True)
     num_keypoints: int | None = eqx.field(static=True, default=None)
     keypoint_dim: int = eqx.field(static=True, default=2)
+    vertical_axis: int = eqx.field(static=True, default=2)
     whiten: bool = eqx.field(static=True, default=True)
     keypoint_names: tuple[str, ...] | None = eqx.field(static=True, default=None)
     conf_threshold: float = 0.5
@@ -90,6 +93,9 @@ class KeypointObservations(GaussianEmissions):
                              "anterior) is undefined; name front and back keypoints.")
         if self.keypoint_dim not in (2, 3):
             raise ValueError(f"`keypoint_dim` must be 2 or 3; got {self.keypoint_dim}.")
+        if self.vertical_axis not in (0, 1, 2):
+            raise ValueError(f"`vertical_axis` must be 0, 1 or 2 (x, y or z: the axis the "
+                             f"heading turns about in 3-D); got {self.vertical_axis!r}.")
         for name in ("nu_sigma", "sigmasq_0", "sigmasq_init"):
             check_positive(name, getattr(self, name))
 
@@ -154,9 +160,14 @@ class KeypointObservations(GaussianEmissions):
         G = self._embedding(num_keypoints, flat.dtype)
         return (flat @ G.T).reshape(*flat.shape[:-1], num_keypoints, self.keypoint_dim)
 
+    def egocentric(self, Y: Float[Array, "N T k d"], state: State) -> Float[Array, "N T k d"]:
+        """R(-h) (Y - v): the keypoints in the animal's frame."""
+        return inverse_rigid_transform(Y, state["v"], state["h"], self.vertical_axis)
+
     def predicted(self, state: State, num_keypoints: int) -> Float[Array, "N T k d"]:
         """Ŷ = R(h) ȳ + v."""
-        return rigid_transform(self.aligned_pose(state, num_keypoints), state["v"], state["h"])
+        return rigid_transform(self.aligned_pose(state, num_keypoints), state["v"], state["h"],
+                               self.vertical_axis)
 
     def squared_errors(self, data: Data, state: State) -> Float[Array, "N T k"]:
         """|Y_{t,k} - Ŷ_{t,k}|², zero on masked frames."""
@@ -171,7 +182,7 @@ class KeypointObservations(GaussianEmissions):
     def emission_terms(self, data, state):
         Y = data["Y"]
         num_recordings, num_frames, k, d = Y.shape
-        aligned = inverse_rigid_transform(Y, state["v"], state["h"])
+        aligned = self.egocentric(Y, state)
         G = self._embedding(k, Y.dtype)
         Cd = G @ state["Cd"].astype(Y.dtype)
         variances = jnp.repeat(self.variances(state), d, axis=-1)
@@ -180,7 +191,7 @@ class KeypointObservations(GaussianEmissions):
 
     def initial_latents(self, data, state):
         Y = data["Y"]
-        aligned = inverse_rigid_transform(Y, state["v"], state["h"])
+        aligned = self.egocentric(Y, state)
         G = self._embedding(Y.shape[-2], Y.dtype)
         embedded = aligned.reshape(*Y.shape[:2], -1) @ G
         return least_squares_latents(embedded, state["Cd"].astype(Y.dtype))
@@ -192,7 +203,7 @@ class KeypointObservations(GaussianEmissions):
         whose keypoints are all confident (all unmasked frames if none is); sigmasq_init."""
         Y = data["Y"]
         k = Y.shape[-2]
-        aligned = inverse_rigid_transform(Y, state["v"], state["h"])
+        aligned = self.egocentric(Y, state)
         embedded = aligned.reshape(*Y.shape[:2], -1) @ self._embedding(k, Y.dtype)
         valid = data["mask"] > 0
         confident = valid & jnp.all(data["conf"] > self.conf_threshold, -1)
@@ -261,7 +272,7 @@ class _PoseBlock(GibbsBlock):
 
 class KeypointHeading(_PoseBlock):
     """Heading `h` (N, T): uniform prior per frame; exact conditional von Mises with natural
-    parameters Σ_k (ȳ_k · c_k, ȳ_k × c_k) / (s σ²)_k, c_k = Y_k - v (x-y components).
+    parameters Σ_k (ȳ_k · c_k, ȳ_k × c_k) / (s σ²)_k, c_k = Y_k - v (horizontal components).
 
     `fixed=True` holds h at 0 (only the centroid is removed; keypoint-MoSeq's fix_heading).
     """
@@ -279,7 +290,9 @@ class KeypointHeading(_PoseBlock):
         Y = data["Y"]
         if self.fixed:
             return {"h": jnp.zeros(Y.shape[:2], Y.dtype)}
-        _, _, h = align_egocentric(Y, self.observations.anterior, self.observations.posterior)
+        observations = self.observations
+        _, _, h = align_egocentric(Y, observations.anterior, observations.posterior,
+                                   observations.vertical_axis)
         return {"h": h}
 
     def resample(self, key, data, state):
@@ -288,7 +301,8 @@ class KeypointHeading(_PoseBlock):
         Y = data["Y"]
         pose = self.observations.aligned_pose(state, Y.shape[-2])
         precision = (data["mask"][..., None] > 0) / self.observations.variances(state)
-        a, b = heading_natural_params(Y, state["v"], pose, precision)
+        a, b = heading_natural_params(Y, state["v"], pose, precision,
+                                      self.observations.vertical_axis)
         keys = recording_keys(key, data, Y.shape[0])
         h = jax.vmap(sample_von_mises)(keys, jnp.arctan2(b, a), jnp.hypot(a, b))
         return {"h": h}
@@ -335,7 +349,8 @@ class KeypointCentroid(_PoseBlock):
     def resample(self, key, data, state):
         Y = data["Y"]
         pose = self.observations.aligned_pose(state, Y.shape[-2])
-        residuals = Y - rigid_transform(pose, jnp.zeros_like(state["v"]), state["h"])
+        residuals = Y - rigid_transform(pose, jnp.zeros_like(state["v"]), state["h"],
+                                        self.observations.vertical_axis)
         precision = (data["mask"][..., None] > 0) / self.observations.variances(state)
         total = jnp.sum(precision, -1)
         mean = jnp.einsum("ntk,ntkd->ntd", precision, residuals) / jnp.where(

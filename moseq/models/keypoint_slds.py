@@ -29,6 +29,7 @@ def keypoint_slds(
     latent_dim: int = 10,
     num_keypoints: int | None = None,
     keypoint_dim: int = 2,
+    vertical_axis: int = 2,
     keypoint_names: Sequence[str] | None = None,
     sigmasq_loc: float = 0.5,
     nu_s: float = 5.0,
@@ -67,14 +68,16 @@ def keypoint_slds(
     names, e.g. `moseq.io.Batch.keypoint_names`) only name keypoints in error messages and
     warnings. `init` checks the frames of the PCA first (`moseq.ops.checks.check_pca_frames`:
     an error if fewer than latent_dim + 1 frames have every keypoint above `conf_threshold`,
-    a `moseq.io.DataWarning` if few do or a keypoint mostly does not).
+    a `moseq.io.DataWarning` if few do or a keypoint mostly does not). In 3-D the heading
+    turns about `vertical_axis` (0, 1, 2: x, y, z); see the 3-D page of the docs for the
+    conventions (vertical axis, units of the noise prior, when to fix the heading).
     """
     transitions, dynamics, states = arhmm_blocks(latent_dim, **hyperparameters)
     observations = KeypointObservations(
         latent_dim=latent_dim, anterior=tuple(int(i) for i in anterior),
         posterior=tuple(int(i) for i in posterior), num_keypoints=num_keypoints,
-        keypoint_dim=keypoint_dim, whiten=whiten, conf_threshold=conf_threshold,
-        nu_sigma=nu_sigma, sigmasq_0=sigmasq_0,
+        keypoint_dim=keypoint_dim, vertical_axis=vertical_axis, whiten=whiten,
+        conf_threshold=conf_threshold, nu_sigma=nu_sigma, sigmasq_0=sigmasq_0,
         keypoint_names=None if keypoint_names is None else tuple(map(str, keypoint_names)))
     blocks = [
         transitions, dynamics, states, observations,

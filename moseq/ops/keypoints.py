@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from moseq.ops.geometry import wrap_angle
+from moseq.ops.geometry import horizontal_axes, wrap_angle
 from moseq.ops.linalg import symmetrize
 
 
@@ -117,13 +117,17 @@ def von_mises_normal_threshold(dtype) -> float:
 
 
 def heading_natural_params(Y: Float[Array, "... k d"], v: Float[Array, "... d"],
-                           pose: Float[Array, "... k d"], precision: Float[Array, "... k"]):
+                           pose: Float[Array, "... k d"], precision: Float[Array, "... k"],
+                           vertical_axis: int = 2):
     """(a, b) with log p(h | rest) = a cos h + b sin h + const, for
-    Y_k ~ N(R(h) pose_k + v, I / precision_k) and a uniform prior on h (x-y components)."""
-    centred = (Y - v[..., None, :])[..., :2]
-    ex, ey = pose[..., 0], pose[..., 1]
-    a = jnp.sum(precision * (ex * centred[..., 0] + ey * centred[..., 1]), -1)
-    b = jnp.sum(precision * (ex * centred[..., 1] - ey * centred[..., 0]), -1)
+    Y_k ~ N(R(h) pose_k + v, I / precision_k) and a uniform prior on h; only the components
+    in the horizontal plane (`moseq.ops.geometry.horizontal_axes`) depend on h."""
+    first, second = horizontal_axes(Y.shape[-1], vertical_axis)
+    centred = Y - v[..., None, :]
+    cx, cy = centred[..., first], centred[..., second]
+    ex, ey = pose[..., first], pose[..., second]
+    a = jnp.sum(precision * (ex * cx + ey * cy), -1)
+    b = jnp.sum(precision * (ex * cy - ey * cx), -1)
     return a, b
 
 
