@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch
 
 from moseq.ops import count_transitions, get_durations, get_frequencies
-from moseq.ops.geometry import align_egocentric, inverse_rigid_transform
+from moseq.ops.geometry import align_egocentric, horizontal_axes, inverse_rigid_transform
 from moseq.ops.labels import pad_to_frames
 
 Path = str | os.PathLike | None
@@ -200,7 +200,7 @@ def syllable_trajectories(
     centroid: Float[np.ndarray, "N T d"] | None = None,
     heading: Float[np.ndarray, "N T"] | None = None,
     anterior: Sequence[int] | None = None, posterior: Sequence[int] | None = None,
-    window: tuple[int, int] = (5, 15),
+    window: tuple[int, int] = (5, 15), vertical_axis: int = 2,
 ) -> tuple[dict[int, np.ndarray], np.ndarray]:
     """Mean egocentric keypoint trajectory around the onsets of each syllable.
 
@@ -216,6 +216,7 @@ def syllable_trajectories(
             model's `state["v"]`, `state["h"]`). Without them, v is the mean keypoint and h
             comes from the `anterior` and `posterior` keypoint indices, or is 0.
         window: frames `(before, after)` onset.
+        vertical_axis: 3-D keypoints: the axis the heading turns about (as in the model).
 
     Returns:
         `(trajectories, counts)`: `{syllable: (before + after, k, d)}` for syllables with at
@@ -227,7 +228,8 @@ def syllable_trajectories(
     labels = pad_to_frames(z, num_frames - z.shape[1])
     if centroid is None or heading is None:
         if anterior is not None and posterior is not None:
-            _, centroid, heading = align_egocentric(Y, tuple(anterior), tuple(posterior))
+            _, centroid, heading = align_egocentric(Y, tuple(anterior), tuple(posterior),
+                                                    vertical_axis)
         else:
             centroid, heading = Y.mean(axis=-2), np.zeros((num_rows, num_frames))
     centroid, heading = np.asarray(centroid), np.asarray(heading)
@@ -241,7 +243,8 @@ def syllable_trajectories(
     complete = (mask[rows[:, None], frames] > 0).all(axis=1)
     rows, onsets, frames = rows[complete], onsets[complete], frames[complete]
     poses = np.asarray(inverse_rigid_transform(
-        Y[rows[:, None], frames], centroid[rows, onsets][:, None], heading[rows, onsets][:, None]))
+        Y[rows[:, None], frames], centroid[rows, onsets][:, None], heading[rows, onsets][:, None],
+        vertical_axis))
     onset_labels = labels[rows, onsets]
     counts = np.bincount(onset_labels, minlength=int(labels.max()) + 1)
     trajectories = {int(syllable): poses[onset_labels == syllable].mean(axis=0)
@@ -255,14 +258,15 @@ def plot_syllable_trajectories(
     heading: Float[np.ndarray, "N T"] | None = None,
     anterior: Sequence[int] | None = None, posterior: Sequence[int] | None = None,
     window: tuple[int, int] = (5, 15), max_syllables: int = 12, min_instances: int = 3,
-    edges: Sequence[tuple[int, int]] = (), path: Path = None,
+    edges: Sequence[tuple[int, int]] = (), vertical_axis: int = 2, path: Path = None,
 ) -> Figure:
     """Average egocentric pose trajectory of each syllable, one small panel per syllable.
 
     The trajectories are those of `syllable_trajectories` (same arguments). Each panel shows
-    the mean pose (x and y) at every frame of the window, from pale (before onset) to dark
-    (end), the onset pose emphasised, and each keypoint's path in grey; the animal faces +x
-    at onset.
+    the mean pose at every frame of the window, seen from above (in 2-D the x-y plane, in 3-D
+    the plane normal to `vertical_axis`), from pale (before onset) to dark (end), the onset
+    pose emphasised, and each keypoint's path in grey; the animal faces the plane's first
+    axis at onset.
 
     Args:
         max_syllables: draw at most this many syllables, those with most onsets first.
@@ -271,7 +275,8 @@ def plot_syllable_trajectories(
     """
     before, after = window
     trajectories, counts = syllable_trajectories(Y, z, mask, centroid, heading, anterior,
-                                                 posterior, window)
+                                                 posterior, window, vertical_axis)
+    plane = [0, 1] if np.shape(Y)[-1] == 2 else list(horizontal_axes(3, vertical_axis))
     syllables = np.argsort(-counts, kind="stable")
     syllables = syllables[counts[syllables] >= max(min_instances, 1)][:max_syllables]
     columns = int(min(4, max(len(syllables), 1)))
@@ -288,7 +293,7 @@ def plot_syllable_trajectories(
 
     shades = matplotlib.colormaps["viridis"](np.linspace(0.15, 0.95, before + after))
     for ax, syllable in zip(axes, syllables, strict=False):
-        mean_pose = trajectories[int(syllable)][..., :2]
+        mean_pose = trajectories[int(syllable)][..., plane]
         for keypoint in range(mean_pose.shape[1]):
             ax.plot(*mean_pose[:, keypoint].T, color="0.75", linewidth=0.6)
         for offset, (pose, shade) in enumerate(zip(mean_pose, shades, strict=True)):
@@ -302,15 +307,15 @@ def plot_syllable_trajectories(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"Mean pose from {before} frames before to {after - 1} after onset "
-                 "(heading along +x)", fontsize=9)
+                 "(heading along the first horizontal axis)", fontsize=9)
     return _finish(fig, path)
 
 
 def write_report(folder: str | os.PathLike, results: Mapping[str, Mapping[str, np.ndarray]],
                  num_states: int, nlags: int, *, trace: Mapping[str, np.ndarray] | None = None,
                  fps: float | None = None, keypoints: Mapping[str, np.ndarray] | None = None,
-                 edges: Sequence[tuple[int, int]] = (), image_format: str = "png",
-                 min_frequency: float = 0.005) -> str:
+                 edges: Sequence[tuple[int, int]] = (), vertical_axis: int = 2,
+                 image_format: str = "png", min_frequency: float = 0.005) -> str:
     """Save the figures of a fit and a report that shows them, `report.md` and `report.html`.
 
     Figures: progress (when `trace` is given), usage, durations, transition graph, ethogram
@@ -330,6 +335,7 @@ def write_report(folder: str | os.PathLike, results: Mapping[str, Mapping[str, n
         keypoints: `{recording: (T_name, k, d)}` keypoints, e.g.
             `moseq.io.unbatch(batch.data["Y"], batch)`, for the trajectory figure.
         edges: keypoint index pairs for the trajectory plots.
+        vertical_axis: 3-D keypoints: the axis the heading turns about (the model's).
         image_format: "png", "pdf" or "svg" (the HTML report shows png and svg inline).
         min_frequency: usage (fraction of frames) above which a syllable counts as "used" in
             the summary.
@@ -374,7 +380,8 @@ def write_report(folder: str | os.PathLike, results: Mapping[str, Mapping[str, n
         aligned = {field: _on_frames([table[field] for table in tables], frames, num_frames)
                    for field in ("centroid", "heading") if all(field in t for t in tables)}
         add("trajectories", "Average egocentric pose trajectory around each syllable's onset.",
-            plot_syllable_trajectories(Y, labels, mask, edges=edges, **aligned))
+            plot_syllable_trajectories(Y, labels, mask, edges=edges,
+                                       vertical_axis=vertical_axis, **aligned))
 
     frame_usage = get_frequencies(z, mask, num_states=num_states, runlength=False)
     median_duration = float(np.median(get_durations(z, mask)))

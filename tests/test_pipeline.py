@@ -76,6 +76,8 @@ def test_config_errors_name_the_keys(tmp_path):
         Config.from_dict({**base, "model": {"nlags": "three"}})
     with pytest.raises(ConfigError, match="fitting.chunk_size` must be > 0"):
         Config.from_dict({**base, "fitting": {"chunk_size": 0}})
+    with pytest.raises(ConfigError, match=r"model.vertical_axis` must be 0, 1 or 2"):
+        Config.from_dict({**base, "model": {"vertical_axis": 3}})
     with pytest.raises(ConfigError, match="data.format` must be one of"):
         Config.from_dict({**base, "data": {**base["data"], "format": "dlc"}})
     with pytest.raises(ConfigError, match="not valid TOML"):
@@ -124,6 +126,14 @@ def test_resume_refuses_a_changed_config_or_data(tmp_path):
     assert "['fitting.seed', 'model.kappa_full']" in str(error.value)
     pipeline.save_checkpoint(project / "checkpoint.npz", Checkpoint(
         2, {}, {}, config.to_dict(), config.chain_hash(), "another data hash"))
+    with pytest.raises(ValueError, match="data differ"):
+        pipeline.fit(project, resume=True)
+    # A checkpoint written before an option existed reads it at its default: the config check
+    # passes (and the data check is next).
+    older = config.to_dict()
+    del older["model"]["vertical_axis"]
+    pipeline.save_checkpoint(project / "checkpoint.npz", Checkpoint(
+        2, {}, {}, older, "the hash of an older version", "another data hash"))
     with pytest.raises(ValueError, match="data differ"):
         pipeline.fit(project, resume=True)
 

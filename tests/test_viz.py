@@ -156,6 +156,28 @@ def test_syllable_trajectories_recover_the_egocentric_templates(fit, alignment):
                                    np.broadcast_to(template, (4, 4, 2)), atol=1e-9)
 
 
+def test_syllable_trajectories_in_3d_turn_about_the_vertical_axis(fit):
+    """2-D keypoints laid in the z-x plane of 3-D ones, with heights along y: aligned about
+    y (vertical_axis=1), the trajectories in that plane are the 2-D ones, heights untouched."""
+    state, data = fit
+    Y2 = np.asarray(data["Y"])
+    heights = np.random.default_rng(0).normal(size=Y2.shape[:-1])
+    Y3 = np.stack([Y2[..., 1], heights, Y2[..., 0]], axis=-1)
+    kwargs = {"anterior": [0], "posterior": [3], "window": (0, 4)}
+    flat, counts = viz.syllable_trajectories(Y2, state["z"], data["mask"], **kwargs)
+    upright, counts3 = viz.syllable_trajectories(Y3, state["z"], data["mask"], vertical_axis=1,
+                                                 **kwargs)
+    np.testing.assert_array_equal(counts3, counts)
+    for syllable, trajectory in flat.items():
+        np.testing.assert_allclose(upright[syllable][..., [2, 0]], trajectory, atol=1e-9)
+    tilted, _ = viz.syllable_trajectories(Y3, state["z"], data["mask"], **kwargs)
+    assert not np.allclose(tilted[0][..., [2, 0]], flat[0], atol=1e-3)
+    fig = viz.plot_syllable_trajectories(Y3, state["z"], data["mask"], window=(3, 6),
+                                         anterior=[0], posterior=[3], vertical_axis=1)
+    panel = fig.axes[0].collections[0].get_offsets()
+    assert np.ptp(np.asarray(panel), axis=0).min() > 0
+
+
 def rotation_to_axis(direction):
     angle = -np.arctan2(direction[1], direction[0])
     return np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])

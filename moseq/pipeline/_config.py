@@ -121,6 +121,9 @@ class ModelConfig:
     whiten: bool = _keyword_option("whiten", "bool", "Whiten the PCA latents.")
     fix_heading: bool = _keyword_option(
         "fix_heading", "bool", "Keep the heading at its initial value.")
+    vertical_axis: int = _keyword_option(
+        "vertical_axis", "int", "3-D keypoints: the axis the heading turns about (0, 1, 2: x, "
+        "y, z); unused in 2-D.")
     resample_sigmasq: bool = _keyword_option(
         "resample_sigmasq", "bool", "Resample sigmasq (keypoint-MoSeq keeps it at 1).")
     jitter: float = _keyword_option("jitter", "float", "Diagonal jitter of the Kalman sampler.")
@@ -241,6 +244,10 @@ class Config:
                     "K_0_scale", "sigmasq_loc", "nu_s", "nu_sigma", "sigmasq_0"):
             positive(f"model.{key}", getattr(self.model, key))
         positive("model.jitter", self.model.jitter, allow_zero=True)
+        if self.model.vertical_axis not in (0, 1, 2):
+            raise ConfigError(f"{source}: `model.vertical_axis` must be 0, 1 or 2 (x, y or z: "
+                              f"the axis the heading turns about in 3-D); got "
+                              f"{self.model.vertical_axis!r}.")
         for key in ("seed", "ar_sweeps", "full_sweeps", "checkpoint_every"):
             positive(f"fitting.{key}", getattr(self.fitting, key), allow_zero=True)
         positive("fitting.chunk_size", self.fitting.chunk_size)

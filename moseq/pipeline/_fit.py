@@ -114,15 +114,25 @@ def _changed_keys(old: Mapping, new: Mapping) -> list[str]:
     return sorted(k for k in set(old_flat) | set(new_flat) if old_flat.get(k) != new_flat.get(k))
 
 
+def _with_defaults(values: Mapping) -> Mapping:
+    """A checkpoint's config with the options added since it was written at their defaults
+    (as is, if it no longer reads as a config)."""
+    try:
+        return Config.from_dict(values, source="the checkpoint's config").to_dict()
+    except ConfigError:
+        return values
+
+
 def _resumable(checkpoint_path: Path, config: Config, chain_hash: str, data_hash: str
                ) -> Checkpoint:
     """The checkpoint to resume from, refused when its config, data or sweep do not fit."""
     checkpoint = load_checkpoint(checkpoint_path)
-    if checkpoint.config_hash != chain_hash:
-        changed = _changed_keys(checkpoint.config, config.to_dict())
+    changed = [] if checkpoint.config_hash == chain_hash else _changed_keys(
+        _with_defaults(checkpoint.config), config.to_dict())
+    if changed:
         raise ConfigError(
             f"Cannot resume {checkpoint_path}: the config changed since it was written, in "
-            f"{changed or 'keys that change the chain'}; restore them, or start a new fit "
+            f"{changed}; restore them, or start a new fit "
             f"with `--overwrite`. (Only {list(RESUMABLE_KEYS)} may change on resume.)")
     if checkpoint.data_hash != data_hash:
         raise ValueError(
@@ -240,7 +250,7 @@ def _write_outputs(config: Config, project: Path, batch, recordings, state, trac
             keypoints = moseq.io.unbatch(batch.data["Y"], batch)
             written += write_folder(project / REPORT_DIR, lambda folder: moseq.viz.write_report(
                 folder, results, config.model.num_states, nlags, trace=trace, fps=fps,
-                keypoints=keypoints))
+                keypoints=keypoints, vertical_axis=config.model.vertical_axis))
             paths["report"] = str(project / REPORT_DIR / "report.md")
         bar.phase_done(f"wrote {' and '.join(names)}")
     removed = replace_outputs(project, written, "fit")
