@@ -1,21 +1,24 @@
-"""Run the benchmark suites: `python -m benchmarks [suite ...]` (default: all).
+"""Run the benchmark suites: `python -m benchmarks [suite ...] [options]` (default: all).
 
 Each suite prints the median wall time of its kernels on a fixed workload (float32, the
 default JAX device) and, where jax-moseq is importable in the same environment, the same
 figure for jax-moseq and the ratio. jax-moseq is never a dependency of moseq: install it by
-hand (`pip install jax-moseq`) to compare.
+hand (`pip install jax-moseq`) to compare. Options after the suites go to the suites that take
+them (`python -m benchmarks scale --sizes 1000000 10000000`; `python -m benchmarks.scale -h`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 
 import jax  # noqa: I001
 
 import moseq  # noqa: F401  (first: it configures XLA before JAX starts)
 
-SUITES = ("hmm", "kalman", "arhmm", "keypoint_slds")
+SUITES = ("hmm", "kalman", "arhmm", "keypoint_slds", "scale")
+DEFAULT = SUITES[:-1]  # `scale` runs minutes to hours: only when asked for
 
 
 def report(name: str, seconds: float | None, **extra) -> None:
@@ -27,14 +30,21 @@ def report(name: str, seconds: float | None, **extra) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suites", nargs="*", help=f"any of {', '.join(SUITES)} (default: all)")
-    args = parser.parse_args()
+    parser.add_argument("suites", nargs="*",
+                        help=f"any of {', '.join(SUITES)} (default: all but scale)")
+    args, options = parser.parse_known_args()
     unknown = set(args.suites) - set(SUITES)
     if unknown:
         parser.error(f"unknown suites {sorted(unknown)}; choose from {SUITES}")
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {jax.device_count()} device(s)")
-    for suite in args.suites or SUITES:
-        importlib.import_module(f"benchmarks.{suite}").run(report)
+    for suite in args.suites or DEFAULT:
+        run = importlib.import_module(f"benchmarks.{suite}").run
+        if "argv" in inspect.signature(run).parameters:
+            run(report, options)
+        elif options:
+            parser.error(f"suite {suite!r} takes no options; got {options}")
+        else:
+            run(report)
 
 
 if __name__ == "__main__":
