@@ -14,11 +14,15 @@ from jaxtyping import Array, Float
 from moseq.blocks.providers import StateLikelihoods
 from moseq.core.block import Data, State, recording_span
 from moseq.core.reduce import sum_over_recordings
-from moseq.ops.autoregression import ar_design, ar_log_likelihoods, ar_sufficient_stats
+from moseq.ops.autoregression import (
+    ar_log_likelihoods,
+    ar_log_likelihoods_given_states,
+    ar_sufficient_stats,
+)
 from moseq.ops.checks import check_positive
 from moseq.ops.densities import mniw_log_prob
 from moseq.ops.distributions import sample_mniw
-from moseq.ops.linalg import cholesky, logdet_from_cholesky, solve_triangular
+from moseq.ops.linalg import cholesky
 from moseq.ops.regression import mniw_posterior
 
 
@@ -152,15 +156,8 @@ class ARDynamics(StateLikelihoods):
 
     def frame_log_likelihoods(self, data: Data, state: State) -> Float[Array, "N T-L"]:
         """log N(x_t; Ab_{z_t}[lags_t; 1], Q_{z_t}) of every frame t >= L under its own state."""
-        x = self._trajectory(data, state)
-        Ab, Q, z = state["Ab"], state["Q"], state["z"]
-        residual = x[..., self.nlags :, :] - jnp.einsum("ntdp,ntp->ntd", Ab[z],
-                                                        ar_design(x, self.nlags))
-        chol = cholesky(Q)[z]
-        whitened = solve_triangular(chol, residual[..., None])[..., 0]
-        log_det = 0.5 * logdet_from_cholesky(chol)
-        return -0.5 * jnp.sum(whitened**2, -1) - log_det - 0.5 * self.latent_dim * jnp.log(
-            2 * jnp.pi)
+        return ar_log_likelihoods_given_states(self._trajectory(data, state), state["z"],
+                                               state["Ab"], state["Q"])
 
     def log_prob(self, data, state):
         prior = jnp.sum(jax.vmap(mniw_log_prob, in_axes=(0, 0, None, None, None, None))(

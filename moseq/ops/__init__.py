@@ -6,6 +6,7 @@ Modules are named for what they compute; this namespace re-exports their public 
 from moseq.ops.autoregression import (
     ar_design,
     ar_log_likelihoods,
+    ar_log_likelihoods_given_states,
     ar_sufficient_stats,
     get_lags,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "apply_affine",
     "ar_design",
     "ar_log_likelihoods",
+    "ar_log_likelihoods_given_states",
     "ar_sufficient_stats",
     "ar_to_lds_dynamics",
     "ar_to_lds_emissions",

@@ -62,37 +62,83 @@ def ar_log_likelihoods(
                          f"{Ab.shape}; got {Q.shape}.")
     if x.shape[-1] != dim:
         raise ValueError(f"`x` must have {dim} features (last axis) to match `Ab`; got {x.shape}.")
+    whitening, log_norms, dtype = _whitened_ar_maps(Ab, Q, x)
+    stacked_maps = whitening.transpose(2, 0, 1).reshape(whitening.shape[-1], num_states * dim)
+    regressors, lead_shape = _time_major_regressors(x, nlags, dtype)
+
+    def chunk_log_likelihoods(chunk_rows):
+        whitened = (chunk_rows @ stacked_maps).reshape(*chunk_rows.shape[:-1], num_states, dim)
+        return log_norms - 0.5 * jnp.sum(whitened**2, axis=-1)
+
+    out = _map_time_chunks(chunk_log_likelihoods, (regressors,), frames_per_chunk)
+    num_frames = out.shape[0]
+    if time_major:
+        return out.reshape(num_frames, *lead_shape, num_states)
+    return jnp.moveaxis(out, 0, 1).reshape(*lead_shape, num_frames, num_states)
+
+
+def ar_log_likelihoods_given_states(
+    x: Float[Array, "... T D"],
+    z: Int[Array, "... T-L"],
+    Ab: Float[Array, "K D D*L+1"],
+    Q: Float[Array, "K D D"],
+    frames_per_chunk: int = 4096,
+) -> Float[Array, "... T-L"]:
+    """log N(x_t; Ab_{z_t} [lags_t; 1], Q_{z_t}) of every frame t >= L under its state z_t.
+
+    The whitened map of each frame's state is gathered `frames_per_chunk` frames at a time,
+    so the working memory stays that of one chunk whatever the number of frames.
+    """
+    nlags = (Ab.shape[-1] - 1) // Ab.shape[1]
+    whitening, log_norms, dtype = _whitened_ar_maps(Ab, Q, x)
+    regressors, lead_shape = _time_major_regressors(x, nlags, dtype)
+    states = jnp.moveaxis(jnp.reshape(z, (-1, z.shape[-1])), 1, 0)
+
+    def chunk_log_likelihoods(chunk_rows, chunk_states):
+        whitened = jnp.einsum("...dp,...p->...d", whitening[chunk_states], chunk_rows)
+        return log_norms[chunk_states] - 0.5 * jnp.sum(whitened**2, axis=-1)
+
+    out = _map_time_chunks(chunk_log_likelihoods, (regressors, states), frames_per_chunk)
+    return jnp.moveaxis(out, 0, 1).reshape(*lead_shape, out.shape[0])
+
+
+def _whitened_ar_maps(Ab, Q, x):
+    """`(whitening (K, D, D + D L + 1), log_norms (K,), dtype)`: chol(Q_k)^-1 [I, -Ab_k] and
+    log N's normaliser of each state, so that log N(x_t; Ab_k r_t, Q_k) = log_norms_k -
+    |whitening_k [x_t; r_t]|^2 / 2."""
+    num_states, dim = Ab.shape[0], Ab.shape[1]
     dtype = jnp.result_type(x, Ab, Q)
     chol = cholesky(Q.astype(dtype))
     maps = jnp.concatenate(
         [jnp.broadcast_to(jnp.eye(dim, dtype=dtype), (num_states, dim, dim)), -Ab.astype(dtype)],
         axis=-1,
     )
-    whitening = solve_triangular(chol, maps)  # (K, D, D + p)
-    stacked_maps = whitening.transpose(2, 0, 1).reshape(whitening.shape[-1], num_states * dim)
     log_norms = -jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1) - 0.5 * dim * jnp.log(
         2 * jnp.pi
     )
+    return solve_triangular(chol, maps), log_norms, dtype
 
+
+def _time_major_regressors(x, nlags: int, dtype):
+    """`([x_t; lags_t; 1] as (T - L, B, D + D L + 1), the leading shape of x)`, B the leading
+    (recording) axes flattened: chunks then split the time axis only, so recordings spread
+    over devices are never gathered."""
     regressors = jnp.concatenate([x[..., nlags:, :], ar_design(x, nlags)], axis=-1).astype(dtype)
-    # Time-major (T', B, D + p), B = the leading (recording) axes flattened. Chunks split the
-    # time axis only, so recordings spread over devices are never gathered.
     lead_shape = regressors.shape[:-2]
-    regressors = jnp.moveaxis(regressors.reshape(-1, *regressors.shape[-2:]), 1, 0)
-    num_frames, batch = regressors.shape[:2]
+    return jnp.moveaxis(regressors.reshape(-1, *regressors.shape[-2:]), 1, 0), lead_shape
+
+
+def _map_time_chunks(fn, arrays, frames_per_chunk: int):
+    """`fn(*chunks)` over chunks of the time axis of time-major `arrays` (each (T', B, ...)),
+    about `frames_per_chunk` frames (time steps x B) at a time; the outputs (chunk, B, ...)
+    are joined back into (T', B, ...)."""
+    num_frames, batch = arrays[0].shape[:2]
     chunk = max(1, min(num_frames, frames_per_chunk // max(batch, 1)))
     num_chunks = -(-num_frames // chunk)
-    regressors = jnp.pad(regressors, ((0, num_chunks * chunk - num_frames), (0, 0), (0, 0)))
-
-    def chunk_log_likelihoods(chunk_rows):
-        whitened = (chunk_rows @ stacked_maps).reshape(*chunk_rows.shape[:-1], num_states, dim)
-        return log_norms - 0.5 * jnp.sum(whitened**2, axis=-1)
-
-    out = jax.lax.map(chunk_log_likelihoods, regressors.reshape(num_chunks, chunk, batch, -1))
-    out = out.reshape(num_chunks * chunk, batch, num_states)[:num_frames]
-    if time_major:
-        return out.reshape(num_frames, *lead_shape, num_states)
-    return jnp.moveaxis(out, 0, 1).reshape(*lead_shape, num_frames, num_states)
+    chunked = [jnp.pad(a, ((0, num_chunks * chunk - num_frames),) + ((0, 0),) * (a.ndim - 1))
+               .reshape(num_chunks, chunk, *a.shape[1:]) for a in arrays]
+    out = jax.lax.map(lambda chunks: fn(*chunks), tuple(chunked))
+    return out.reshape(num_chunks * chunk, *out.shape[2:])[:num_frames]
 
 
 def _sum_here(fn, *arrays):
