@@ -192,7 +192,10 @@ def test_no_key_is_reused():
         model.sweep(jax.random.key(1), data, state)
 
 
-def test_nan_is_reported_with_sweep_and_block_and_last_good_state_kept():
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 6])  # NaN at a chunk's start, middle, end
+def test_nan_is_reported_with_sweep_and_block_and_last_good_state_kept(chunk_size):
+    """The NaN flags are read at the end of each chunk; the chunk is replayed up to the last
+    good state."""
     class Explodes(StickyDirTransitions):
         reads: ClassVar = ("z", "mask", "poison")
 
@@ -207,7 +210,7 @@ def test_nan_is_reported_with_sweep_and_block_and_last_good_state_kept():
             return {"poison": state["poison"] + 1}
 
         def sample_prior(self, key, state):
-            return {"poison": jnp.asarray(-2)}
+            return {"poison": jnp.asarray(-4)}
 
         def log_prob(self, data, state):
             return jnp.zeros(())
@@ -217,11 +220,11 @@ def test_nan_is_reported_with_sweep_and_block_and_last_good_state_kept():
                            data_keys=("x", "mask"))
     data = small_arhmm_data()
     state = model.init(0, data)
-    with pytest.raises(NumericalFailure, match="sweep 2: Explodes") as failure:
-        model.run(0, data, state, num_sweeps=6, chunk_size=4, progress=False)
-    assert int(failure.value.state["poison"]) == 0  # after sweep 1, the last good one
+    with pytest.raises(NumericalFailure, match="sweep 4: Explodes") as failure:
+        model.run(0, data, state, num_sweeps=6, chunk_size=chunk_size, progress=False)
+    assert int(failure.value.state["poison"]) == 0  # after sweep 3, the last good one
     assert np.all(np.isfinite(failure.value.state["pi"]))
-    assert failure.value.trace["log_joint"].shape == (2,)
+    assert failure.value.trace["log_joint"].shape == (4,)
 
 
 def test_callbacks_see_unpadded_state_after_each_chunk():

@@ -360,22 +360,20 @@ class GibbsScheduler(eqx.Module):
         blocks = self.bound_blocks
         records: list[dict] = []
         started = time.perf_counter()
-        for done in range(num_sweeps):
-            sweep_number = start_sweep + done
+
+        def one_sweep(sweep_number, state):
             with recording_mesh(self.mesh):
-                new_state, nonfinite = gibbs.sweep(
-                    blocks, jax.random.fold_in(key, sweep_number), padded, state, frozen,
-                    mesh=self.mesh, step=_compiled_resample_block)
-                nonfinite = np.asarray(nonfinite)
-                if nonfinite.any():
-                    raise NumericalFailure(
-                        f"sweep {sweep_number}: {self.block_names[int(np.argmax(nonfinite))]} "
-                        "produced a NaN or infinite value; the state returned with this error "
-                        f"is the last good one (after sweep {sweep_number - 1}).",
-                        sharding.unpad(state, self.per_recording, num_recordings),
-                        _trace(records),
-                    )
-                state = new_state
+                return gibbs.sweep(blocks, jax.random.fold_in(key, sweep_number), padded, state,
+                                   frozen, mesh=self.mesh, step=_compiled_resample_block)
+
+        # The NaN flags are read once per chunk, not after every sweep, so that the host never
+        # waits for the device between sweeps; a failure replays the chunk (the chain is
+        # deterministic) up to the last good state.
+        chunk_start, chunk_state, chunk_flags = 0, state, []
+        for done in range(num_sweeps):
+            state, nonfinite = one_sweep(start_sweep + done, state)
+            chunk_flags.append(nonfinite)
+            with recording_mesh(self.mesh):
                 records.append({
                     "log_joint": gibbs.log_joint(blocks, padded, state,
                                                  step=_compiled_log_prob),
@@ -383,6 +381,21 @@ class GibbsScheduler(eqx.Module):
                 })
             if (done + 1) % chunk_size and done + 1 < num_sweeps:
                 continue
+            flags = np.asarray(jnp.stack(chunk_flags))
+            if flags.any():
+                bad, block = np.argwhere(flags)[0]
+                sweep_number = start_sweep + chunk_start + int(bad)
+                for replayed in range(chunk_start, chunk_start + int(bad)):
+                    chunk_state, _ = one_sweep(start_sweep + replayed, chunk_state)
+                raise NumericalFailure(
+                    f"sweep {sweep_number}: {self.block_names[int(block)]} produced a NaN or "
+                    "infinite value; the state returned with this error is the last good one "
+                    f"(after sweep {sweep_number - 1}).",
+                    sharding.unpad(chunk_state, self.per_recording, num_recordings),
+                    _trace(records[:chunk_start + int(bad)]),
+                )
+            chunk_start, chunk_state, chunk_flags = done + 1, state, []
+            sweep_number = start_sweep + done
             if progress:
                 rate = (done + 1) / (time.perf_counter() - started)
                 print(f"sweep {sweep_number + 1:6d}/{start_sweep + num_sweeps}  "
