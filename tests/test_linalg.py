@@ -1,10 +1,12 @@
-"""`segment_gram`: per-segment weighted Gram matrices, exact in float64 and accurate in float32."""
+"""`segment_gram`: per-segment weighted Gram matrices, exact in float64 and accurate in float32;
+the CPU's factorisations agree with the solver libraries of other platforms."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from moseq.ops.linalg import segment_gram
+from moseq.ops.linalg import cholesky, segment_gram, solve_triangular
 
 
 @pytest.mark.parametrize("block_size", [1, 4, 64])
@@ -32,3 +34,26 @@ def test_float32_total_is_accurate_whatever_the_order():
     for order in (np.arange(len(rows)), rng.permutation(len(rows))):
         total = np.asarray(gram(rows[order], np.zeros(len(rows), int), 1)[0], float)
         assert np.abs(total - exact).max() < 4 * np.finfo(np.float32).eps * np.abs(exact).max()
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("lower", [True, False])
+def test_cpu_loops_agree_with_the_solver_libraries_other_platforms_use(lower, transpose):
+    """On CPU `cholesky` and `solve_triangular` run XLA loops; on a GPU they call the solver
+    libraries (`jnp.linalg.cholesky`, `jax.scipy.linalg.solve_triangular`). Both paths give
+    the same factors and solutions, and NaN for a matrix that is not positive definite."""
+    rng = np.random.default_rng(1)
+    factors = rng.normal(size=(3, 6, 6))
+    A = factors @ factors.transpose(0, 2, 1) + 0.1 * np.eye(6)
+    B = rng.normal(size=(3, 6, 4))
+    with jax.enable_x64(True):
+        np.testing.assert_allclose(cholesky(A), jnp.linalg.cholesky(A), rtol=1e-10, atol=1e-12)
+        L = np.asarray(jnp.linalg.cholesky(A))
+        L = L if lower else L.transpose(0, 2, 1)
+        expected = jax.vmap(lambda L, B: jax.scipy.linalg.solve_triangular(
+            L, B, lower=lower, trans=1 if transpose else 0))(L, B)
+        np.testing.assert_allclose(solve_triangular(L, B, lower=lower, transpose=transpose),
+                                   expected, rtol=1e-9, atol=1e-12)
+        indefinite = np.diag([1.0, -1.0, 1.0])
+        assert np.isnan(cholesky(indefinite)).any() and np.isnan(
+            jnp.linalg.cholesky(indefinite)).any()
