@@ -51,6 +51,8 @@ from moseq.pipeline._config import (
     FittingConfig,
     ModelConfig,
 )
+from moseq.pipeline._distributed import HEARTBEAT_TIMEOUT, PeerFailure
+from moseq.pipeline._distributed import initialize as initialize_distributed
 from moseq.pipeline._files import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
@@ -86,6 +88,9 @@ __all__ = [
     "build_model",
     "fit",
     "FitResult",
+    "initialize_distributed",
+    "PeerFailure",
+    "HEARTBEAT_TIMEOUT",
     "ProgressBar",
     "apply",
     "ApplyResult",

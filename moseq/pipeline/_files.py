@@ -139,7 +139,35 @@ def load_model(path) -> FittedModel:
 
 
 def _data_hash(batch) -> str:
-    """`Checkpoint.data_hash` of a `moseq.io.Batch`: its arrays, rows and keypoint names."""
+    """`Checkpoint.data_hash` of a `moseq.io.Batch`: a digest of its rows' digests
+    (`row_digests`) and its keypoint names, so that processes that each hold some of the rows
+    compute the same hash as one process holding them all."""
+    return combine_digests(row_digests(batch), batch.keypoint_names)
+
+
+def row_digests(batch) -> list[str]:
+    """One digest per row of `batch`: its data arrays (their dtypes, shapes and values), its
+    recording and its bounds."""
+    arrays = {key: np.asarray(batch.data[key]) for key in sorted(batch.data)}
+    digests = []
+    for row, (key, bounds) in enumerate(zip(batch.keys, np.asarray(batch.bounds), strict=True)):
+        digest = hashlib.sha256(json.dumps([str(key), bounds.tolist()]).encode())
+        for name, value in arrays.items():
+            value = np.ascontiguousarray(value[row])
+            digest.update(f"{name}{value.dtype}{value.shape}".encode())
+            digest.update(value.tobytes())
+        digests.append(digest.hexdigest())
+    return digests
+
+
+def combine_digests(digests, keypoint_names) -> str:
+    """The data hash of rows with these digests, in this order."""
+    return hashlib.sha256(json.dumps([list(digests), list(keypoint_names)]).encode()).hexdigest()
+
+
+def _whole_array_hash(batch) -> str:
+    """The data hash of checkpoints written before the row digests (one digest of the whole
+    arrays); still accepted on resume."""
     digest = hashlib.sha256()
     for key in sorted(batch.data):
         value = np.ascontiguousarray(batch.data[key])
