@@ -22,7 +22,8 @@ import pytest
 from moseq import pipeline
 from moseq.export import load_results_h5
 
-DLC_CSV = Path(__file__).parent / "data" / "dlc_openfield_mouse" / "openfield_dlc_inference_example.csv"
+DLC_CSV = (Path(__file__).parent / "data" / "dlc_openfield_mouse"
+           / "openfield_dlc_inference_example.csv")
 PIECES = [(0, 260), (300, 220), (560, 180)]  # (first frame, frames) of each recording
 TINY = {"model": {"latent_dim": 3, "num_states": 6, "nlags": 2},
         "fitting": {"ar_sweeps": 2, "full_sweeps": 2, "chunk_size": 1, "checkpoint_every": 1,

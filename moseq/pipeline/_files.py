@@ -56,8 +56,9 @@ class Checkpoint:
 
     Layout of the npz: `format` = "moseq-checkpoint", `format_version`, `moseq_version`,
     `sweeps` (sweeps done, both stages counted), `config` (the config as JSON), `config_hash`
-    (`Config.chain_hash`), `data_hash` (of the stacked data arrays), `state/{variable}` (the
-    state after sweep `sweeps - 1`) and `trace/{name}` (per sweep: `log_joint`, `stage`).
+    (`Config.chain_hash`), `data_hash` (of the stacked data's rows, `_data_hash`),
+    `state/{variable}` (the state after sweep `sweeps - 1`) and `trace/{name}` (per sweep:
+    `log_joint`, `stage`).
     """
 
     sweeps: int
