@@ -184,3 +184,53 @@ def test_when_a_process_dies_the_other_stops_with_a_message(fits, tmp_path):
             or "another task died" in err), err[-3000:]
     if "moseq fit: error:" in err:
         assert "--resume" in err
+
+
+# ---- the pieces, in this process ------------------------------------------------------------
+
+def test_files_are_shared_in_contiguous_runs_of_about_equal_size(tmp_path):
+    from moseq.pipeline._distributed import share_files
+
+    sizes = [50, 10, 10, 10, 10, 10, 50, 5]
+    files = []
+    for number, size in enumerate(sizes):
+        files.append(tmp_path / f"f{number}")
+        files[-1].write_bytes(b"x" * size)
+    shares = share_files(files, 3)
+    assert [path for share in shares for path in share] == files
+    assert [len(share) for share in shares] == [1, 5, 2]  # 50, 50 and 55 bytes
+    assert [len(share) for share in share_files(files[:3], 3)] == [1, 1, 1]
+    with pytest.raises(pipeline.ConfigError, match="only 2 file"):
+        share_files(files[:2], 3)
+
+
+def test_a_process_share_padded_to_the_common_length_has_the_rows_of_the_whole_batch(tmp_path):
+    """Each process's rows, lengthened to the longest recording of all (`_pad_frames`), are
+    the rows of the batch of every recording, so their digests give the same data hash."""
+    from moseq.pipeline._distributed import _pad_frames
+    from moseq.pipeline._files import _data_hash, combine_digests, row_digests
+
+    data = _recordings(tmp_path / "data")
+    config = pipeline.Config.load(_project(tmp_path / "p", data))
+    whole, _ = pipeline.load_data(config)
+    files = sorted(data.iterdir())
+    digests = []
+    for share, rows in ((files[:1], slice(0, 1)), (files[1:], slice(1, 3))):
+        batch, _ = pipeline.load_data(config, paths=[str(path) for path in share])
+        assert batch.data["mask"].shape[1] < whole.data["mask"].shape[1]
+        batch = batch._replace(data=_pad_frames(batch.data, whole.data["mask"].shape[1]))
+        for name, value in batch.data.items():
+            np.testing.assert_array_equal(value, whole.data[name][rows], err_msg=name)
+        digests += row_digests(batch)
+    assert combine_digests(digests, whole.keypoint_names) == _data_hash(whole)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (("localhost",), "HOST:PORT"),
+    (("127.0.0.1:1234",), "needs `num_processes`"),
+    (("127.0.0.1:1234", 2, 2), "below `num_processes`"),
+    (("127.0.0.1:1234", 2, -1), "non-negative int"),
+])
+def test_bad_distributed_arguments_are_refused_before_anything_starts(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        pipeline.initialize_distributed(*arguments)

@@ -267,7 +267,7 @@ def share_files(files: Sequence, count: int) -> list[list]:
     ends = np.cumsum([max(os.path.getsize(path), 1) for path in files])
     cuts = [0]
     for part in range(1, count):
-        cut = int(np.searchsorted(ends, ends[-1] * part / count)) + 1
+        cut = int(np.argmin(np.abs(ends - ends[-1] * part / count))) + 1  # the nearest end
         cuts.append(min(max(cut, cuts[-1] + 1), len(files) - (count - part)))
     cuts.append(len(files))
     return [list(files[start:stop]) for start, stop in zip(cuts, cuts[1:], strict=False)]
