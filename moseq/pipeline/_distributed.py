@@ -226,12 +226,16 @@ class ProcessShare(OneProcess):
         return gather_rows(dict(tree), model.per_recording, data.rows)
 
     def from_host(self, model, data, state: Mapping) -> dict:
-        from moseq.core.sharding import assemble
+        import jax
+
+        from moseq.core.sharding import assemble, replicated
 
         per_recording = model.per_recording
         mine = data.rows.mine
         local = {k: np.asarray(v)[mine] for k, v in state.items() if k in per_recording}
-        return {**{k: v for k, v in state.items() if k not in per_recording},
+        return {**{k: jax.make_array_from_process_local_data(replicated(model.mesh),
+                                                              np.asarray(v))
+                   for k, v in state.items() if k not in per_recording},
                 **assemble(local, data.rows, model.mesh)}
 
     def outputs(self, model, data, state, batch, *, marginals: bool):
