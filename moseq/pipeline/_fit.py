@@ -43,7 +43,9 @@ from moseq.pipeline._project import _metadata, _resolve_config, build_model
 @dataclasses.dataclass(frozen=True)
 class FitResult:
     """What `fit` returns: the final state, the trace of both stages (`log_joint`, `stage`),
-    the batch that was fitted, the project folder and the paths written."""
+    the batch that was fitted, the project folder and the paths written. Across processes,
+    `batch` is this process's share and `state` holds global arrays with each process's
+    padding rows (the checkpoint holds the recordings' state in order)."""
 
     state: dict
     trace: dict
