@@ -201,12 +201,12 @@ def _run(args) -> int:
             print(f"wrote {Path(args.project) / pipeline.CONFIG_NAME}; edit it, then run "
                   f"`moseq fit {args.project}`.")
         elif args.command == "fit":
+            processes = {} if args.coordinator is None else dict(
+                coordinator=args.coordinator, num_processes=args.num_processes,
+                process_id=args.process_id, heartbeat_timeout=args.heartbeat_timeout)
             result = pipeline.fit(_fit_target(args), resume=args.resume,
                                   overwrite=args.overwrite, progress=not args.no_progress,
-                                  report=not args.no_report, coordinator=args.coordinator,
-                                  num_processes=args.num_processes,
-                                  process_id=args.process_id,
-                                  heartbeat_timeout=args.heartbeat_timeout)
+                                  report=not args.no_report, **processes)
             for name, path in result.paths.items():
                 print(f"{name}: {path}")
         elif args.command == "apply":
