@@ -113,11 +113,12 @@ def fits(tmp_path_factory):
     first_logs = _finish(started)
     first = pipeline.load_checkpoint(two / "checkpoint.npz")
     results_3 = load_results_h5(two / "results.h5")[0]
+    written_3 = sorted(str(path.relative_to(two)) for path in two.rglob("*"))
     text = (two / "config.toml").read_text().replace("full_sweeps = 1", "full_sweeps = 2")
     (two / "config.toml").write_text(text)
     resumed_logs = _finish(_start(two, "--resume", "--no-report"))
     return dict(two=two, one=one, reference=reference, after_3=after_3, first=first,
-                results_3=results_3, logs=first_logs + resumed_logs)
+                results_3=results_3, written_3=written_3, logs=first_logs + resumed_logs)
 
 
 @pytest.mark.slow
@@ -134,14 +135,14 @@ def test_two_processes_give_the_chain_of_one(fits):
 
 @pytest.mark.slow
 def test_process_0_writes_the_outputs_of_every_recording(fits):
-    two = fits["two"]
     assert sorted(fits["results_3"]) == ["mouse0", "mouse1", "mouse2"]
     for name, (_, length) in zip(["mouse0", "mouse1", "mouse2"], PIECES, strict=True):
         assert len(fits["results_3"][name]["syllable"]) == length
-    assert (two / "report" / "report.md").exists() and (two / "model.npz").exists()
-    assert sorted(path.name for path in (two / "csv").iterdir()) == [
-        "mouse0.csv", "mouse1.csv", "mouse2.csv"]
-    assert not list(two.glob(".moseq-*.tmp"))
+    written = fits["written_3"]
+    for name in ("model.npz", "results.h5", "checkpoint.npz", "report/report.md",
+                 "csv/mouse0.csv", "csv/mouse1.csv", "csv/mouse2.csv"):
+        assert name in written, name
+    assert not [name for name in written if name.endswith(".tmp")]
 
 
 @pytest.mark.slow
