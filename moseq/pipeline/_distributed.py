@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 
 from moseq.pipeline._config import Config, ConfigError
-from moseq.pipeline._files import _whole_array_hash, combine_digests, row_digests
+from moseq.pipeline._files import _data_hash, _whole_array_hash, combine_digests, row_digests
 from moseq.pipeline._project import _fps, build_model, load_data
 
 AUTO = "auto"
@@ -122,7 +122,7 @@ class OneProcess:
         return batch.data
 
     def data_hash(self, batch) -> str:
-        return combine_digests(row_digests(batch), batch.keypoint_names)
+        return _data_hash(batch)
 
     def older_data_hashes(self, batch) -> tuple[str, ...]:
         """Data hashes of earlier checkpoint versions that resume still accepts."""
