@@ -3,6 +3,7 @@
     moseq init-project PROJECT --data FILES... --anterior nose --posterior tailbase
                        [--keypoints NAMES...]
     moseq fit PROJECT [--resume]         (or a config file, or data files with --anterior ...)
+                      [--coordinator HOST:PORT --num-processes N --process-id I]
     moseq apply PROJECT NEW_DATA... [--output DIR] [--keypoints NAMES]
     moseq demo
 
@@ -12,6 +13,7 @@ See `moseq.pipeline` for the project folder and its files.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -107,6 +109,17 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--posterior", nargs="+", metavar="KEYPOINT")
     fit.add_argument("--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
                      help="with data: config options of the new project")
+    hosts = fit.add_argument_group(
+        "several processes or hosts", "Start one `moseq fit PROJECT` per process; each reads "
+        "its share of the files, process 0 writes the files (docs/concepts/sharding.md).")
+    hosts.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="process 0's host and a free port, or `auto` under SLURM (srun) "
+                       "or Open MPI (mpirun)")
+    hosts.add_argument("--num-processes", type=int, metavar="N")
+    hosts.add_argument("--process-id", type=int, metavar="I", help="0 to N - 1")
+    hosts.add_argument("--heartbeat-timeout", type=int, default=pipeline.HEARTBEAT_TIMEOUT,
+                       metavar="SECONDS", help="a process silent this long counts as dead "
+                       "and the others stop (default: %(default)s)")
 
     apply = commands.add_parser(
         "apply", help="apply a fitted model to new recordings",
@@ -137,6 +150,11 @@ def _fit_target(args) -> Path:
     if not target.exists():
         raise FileNotFoundError(f"{target} does not exist; give a project folder, a config "
                                 "file or pose-tracking data.")
+    if args.coordinator is not None:
+        raise pipeline.ConfigError(
+            f"{target} is data, not a project (no {pipeline.CONFIG_NAME}); across processes, "
+            "create the project first (`moseq init-project`), then start `moseq fit PROJECT "
+            "--coordinator ...` in every process.")
     if not (args.anterior and args.posterior):
         raise pipeline.ConfigError(
             f"{target} is data, not a project (no {pipeline.CONFIG_NAME}); pass --anterior and "
@@ -183,9 +201,12 @@ def _run(args) -> int:
             print(f"wrote {Path(args.project) / pipeline.CONFIG_NAME}; edit it, then run "
                   f"`moseq fit {args.project}`.")
         elif args.command == "fit":
+            processes = {} if args.coordinator is None else dict(
+                coordinator=args.coordinator, num_processes=args.num_processes,
+                process_id=args.process_id, heartbeat_timeout=args.heartbeat_timeout)
             result = pipeline.fit(_fit_target(args), resume=args.resume,
                                   overwrite=args.overwrite, progress=not args.no_progress,
-                                  report=not args.no_report)
+                                  report=not args.no_report, **processes)
             for name, path in result.paths.items():
                 print(f"{name}: {path}")
         elif args.command == "apply":
@@ -211,6 +232,10 @@ def _run(args) -> int:
     except (pipeline.ConfigError, NumericalFailure, OSError, ValueError) as error:
         print(f"moseq {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except pipeline.PeerFailure as error:
+        print(f"moseq {args.command}: error: {error}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)  # at exit, JAX's shutdown would wait for the dead process
     return 0
 
 

@@ -115,6 +115,25 @@ def test_fit_data_creates_a_project(tmp_path, monkeypatch):
     assert pipeline.Config.load(project).fitting.ar_sweeps == 7
 
 
+def test_fit_across_processes_passes_the_flags_and_needs_a_project(tmp_path, monkeypatch,
+                                                                    capsys):
+    calls = []
+    monkeypatch.setattr(pipeline, "fit", lambda target, **kwargs: calls.append(
+        (target, kwargs)) or pipeline.FitResult({}, {}, None, Path(target), {}))
+    project = tmp_path / "proj"
+    pipeline.init_project(project, [str(DLC_CSV)], ["snout"], ["tailbase"],
+                          model={"latent_dim": 3})
+    assert cli.main(["fit", str(project), "--coordinator", "10.0.0.1:1234", "--num-processes",
+                     "4", "--process-id", "3", "--heartbeat-timeout", "30"]) == 0
+    assert calls[0][1] | {"resume": None} == {
+        "resume": None, "overwrite": False, "progress": True, "report": True,
+        "coordinator": "10.0.0.1:1234", "num_processes": 4, "process_id": 3,
+        "heartbeat_timeout": 30}
+    assert cli.main(["fit", str(DLC_CSV), "--anterior", "snout", "--posterior", "tailbase",
+                     "--coordinator", "auto"]) == 1
+    assert "create the project first" in capsys.readouterr().err
+
+
 def test_keypoints_option():
     assert cli._parse_keypoints(None) is None
     assert cli._parse_keypoints("a, b,c") == ["a", "b", "c"]

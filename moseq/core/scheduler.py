@@ -146,6 +146,8 @@ class GibbsScheduler(eqx.Module):
         return num_recordings
 
     def _check_init_data(self, data: Mapping[str, Array], given: State) -> None:
+        if sharding.spans_processes(self.mesh):
+            return  # no host holds every recording to check (`prepare_process_local`)
         for block in self.bound_blocks:
             if not set(block.writes) & set(given):
                 block.check_init_data(data)
@@ -214,6 +216,34 @@ class GibbsScheduler(eqx.Module):
             padded["mask"] = padded["mask"].at[num_recordings:].set(0)
         padded[RECORDING_INDEX] = jnp.arange(size)
         return PreparedData(sharding.place(padded, set(padded), self.mesh), num_recordings)
+
+    def prepare_process_local(self, data: Mapping[str, Array]) -> PreparedData:
+        """`prepare` across processes (after `jax.distributed.initialize`, with a mesh over
+        every process's devices, `moseq.core.sharding.process_mesh`): `data` holds only this
+        process's recordings, which come after those of the processes before it. Each
+        process's rows are prepared and checked on its host, padded to a common block (a
+        multiple of its devices, with mask 0) and assembled into global arrays; every process
+        calls it. The result keeps the padding rows (`num_recordings` counts them, so `init`,
+        `sweep` and `run` return the padded global state) and gives the layout in `rows`
+        (`moseq.core.sharding.gather_rows` brings the real rows to process 0). The recording
+        index of a row is its index among all processes' recordings, so the chain is the one
+        of all recordings on one process."""
+        if self.mesh is None:
+            raise ValueError("`prepare_process_local` needs a scheduler built with a mesh over "
+                             "every process's devices (moseq.core.sharding.process_mesh()).")
+        data = self.prepare_data(data)
+        num_local = self._validate(data)
+        rows = sharding.process_rows(num_local, self.mesh)
+        local = {k: np.asarray(data[k]) for k in self.data_keys}
+        mask = sharding.pad_rows(local["mask"], rows.block).copy()
+        mask[num_local:] = 0
+        first = int(rows.offsets[jax.process_index()])
+        padding = int(rows.counts.sum()) + jax.process_index() * rows.block + np.arange(
+            rows.block - num_local)  # after every real recording, distinct per process
+        local.update(mask=mask, **{RECORDING_INDEX: np.concatenate(
+            [first + np.arange(num_local), padding])})
+        arrays = sharding.assemble(local, rows, self.mesh)
+        return PreparedData(arrays, len(rows.counts) * rows.block, rows)
 
     def _layout(self, data: Mapping[str, Array] | PreparedData, state: State | None):
         prepared = self.prepare(data)
@@ -415,11 +445,14 @@ class PreparedData(NamedTuple):
 
     Attributes:
         arrays: the data arrays, each `(N_padded, ...)`, plus the recording index.
-        num_recordings: N, the real recordings (the rest is padding).
+        num_recordings: N, the real recordings (the rest is padding); across processes
+            (`prepare_process_local`), every row, padding included.
+        rows: across processes, where each process's recordings lie; None otherwise.
     """
 
     arrays: dict
     num_recordings: int
+    rows: sharding.ProcessRows | None = None
 
 
 def _trace(records: list[dict]) -> dict[str, np.ndarray]:

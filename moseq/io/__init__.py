@@ -33,7 +33,7 @@ from moseq.io._batch import (
     to_batch,
     unbatch,
 )
-from moseq.io._load import FORMATS, detect_format, load_keypoints
+from moseq.io._load import FORMATS, detect_format, load_keypoints, pose_files
 from moseq.io._recording import MissingKeypointsError, Recording
 from moseq.ops.checks import DataWarning
 
@@ -48,6 +48,7 @@ __all__ = [
     "detect_format",
     "keypoint_indices",
     "load_keypoints",
+    "pose_files",
     "to_batch",
     "unbatch",
 ]

@@ -53,7 +53,7 @@ def load_keypoints(
         raise ValueError(f"`format` must be one of {sorted(FORMATS)} or None; got {format!r}.")
     wanted = [individual] if isinstance(individual, str) else individual
     recordings: dict[str, Recording] = {}
-    for path in _expand(paths, format):
+    for path in pose_files(paths, format):
         file_format = format or detect_format(path)
         for recording in _read_file(path, file_format, wanted):
             if recording.name in recordings:
@@ -100,8 +100,9 @@ def detect_format(path) -> str:
     raise ValueError(f"Cannot tell the pose format of {path}; supported: {_SUPPORTED}.")
 
 
-def _expand(paths, format: str | None) -> list[Path]:
-    """The files named by `paths`: files as given, folders by their files' extensions."""
+def pose_files(paths, format: str | None = None) -> list[Path]:
+    """The files `load_keypoints(paths, format)` reads, in its order: files as given, a
+    folder's by their extensions, sorted."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     extensions = FORMATS[format] if format else {ext for exts in FORMATS.values() for ext in exts}

@@ -37,7 +37,7 @@ application run inside `jax.enable_x64(fitting.float64)` with the data cast to t
 
 # One module per job: _config (the config schema and its TOML), _files (checkpoint and model
 # files, the outputs record), _progress (the progress display), _project / _fit / _apply
-# (set-up, fit, apply).
+# (set-up, fit, apply), _distributed (a fit across processes and hosts).
 
 from moseq._atomic import WriteError
 from moseq.pipeline._apply import ApplyResult, apply
@@ -51,6 +51,8 @@ from moseq.pipeline._config import (
     FittingConfig,
     ModelConfig,
 )
+from moseq.pipeline._distributed import HEARTBEAT_TIMEOUT, PeerFailure
+from moseq.pipeline._distributed import initialize as initialize_distributed
 from moseq.pipeline._files import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
@@ -86,6 +88,9 @@ __all__ = [
     "build_model",
     "fit",
     "FitResult",
+    "initialize_distributed",
+    "PeerFailure",
+    "HEARTBEAT_TIMEOUT",
     "ProgressBar",
     "apply",
     "ApplyResult",

@@ -56,8 +56,9 @@ class Checkpoint:
 
     Layout of the npz: `format` = "moseq-checkpoint", `format_version`, `moseq_version`,
     `sweeps` (sweeps done, both stages counted), `config` (the config as JSON), `config_hash`
-    (`Config.chain_hash`), `data_hash` (of the stacked data arrays), `state/{variable}` (the
-    state after sweep `sweeps - 1`) and `trace/{name}` (per sweep: `log_joint`, `stage`).
+    (`Config.chain_hash`), `data_hash` (of the stacked data's rows, `_data_hash`),
+    `state/{variable}` (the state after sweep `sweeps - 1`) and `trace/{name}` (per sweep:
+    `log_joint`, `stage`).
     """
 
     sweeps: int
@@ -139,7 +140,35 @@ def load_model(path) -> FittedModel:
 
 
 def _data_hash(batch) -> str:
-    """`Checkpoint.data_hash` of a `moseq.io.Batch`: its arrays, rows and keypoint names."""
+    """`Checkpoint.data_hash` of a `moseq.io.Batch`: a digest of its rows' digests
+    (`row_digests`) and its keypoint names, so that processes that each hold some of the rows
+    compute the same hash as one process holding them all."""
+    return combine_digests(row_digests(batch), batch.keypoint_names)
+
+
+def row_digests(batch) -> list[str]:
+    """One digest per row of `batch`: its data arrays (their dtypes, shapes and values), its
+    recording and its bounds."""
+    arrays = {key: np.asarray(batch.data[key]) for key in sorted(batch.data)}
+    digests = []
+    for row, (key, bounds) in enumerate(zip(batch.keys, np.asarray(batch.bounds), strict=True)):
+        digest = hashlib.sha256(json.dumps([str(key), bounds.tolist()]).encode())
+        for name, value in arrays.items():
+            value = np.ascontiguousarray(value[row])
+            digest.update(f"{name}{value.dtype}{value.shape}".encode())
+            digest.update(value.tobytes())
+        digests.append(digest.hexdigest())
+    return digests
+
+
+def combine_digests(digests, keypoint_names) -> str:
+    """The data hash of rows with these digests, in this order."""
+    return hashlib.sha256(json.dumps([list(digests), list(keypoint_names)]).encode()).hexdigest()
+
+
+def _whole_array_hash(batch) -> str:
+    """The data hash of checkpoints written before the row digests (one digest of the whole
+    arrays); still accepted on resume."""
     digest = hashlib.sha256()
     for key in sorted(batch.data):
         value = np.ascontiguousarray(batch.data[key])

@@ -20,6 +20,9 @@ from moseq.models.fitting import (
     syllable_marginals,
 )
 from moseq.pipeline._config import RESUMABLE_KEYS, Config, ConfigError, _flat
+from moseq.pipeline._distributed import HEARTBEAT_TIMEOUT, across_processes
+from moseq.pipeline._distributed import initialize as initialize_distributed
+from moseq.pipeline._distributed import layout as processes_layout
 from moseq.pipeline._files import (
     CHECKPOINT_NAME,
     CSV_DIR,
@@ -28,20 +31,21 @@ from moseq.pipeline._files import (
     RESULTS_NAME,
     Checkpoint,
     FittedModel,
-    _data_hash,
     load_checkpoint,
     replace_outputs,
     save_checkpoint,
     save_model,
 )
 from moseq.pipeline._progress import ProgressBar
-from moseq.pipeline._project import _fps, _metadata, _resolve_config, build_model, load_data
+from moseq.pipeline._project import _metadata, _resolve_config, build_model
 
 
 @dataclasses.dataclass(frozen=True)
 class FitResult:
     """What `fit` returns: the final state, the trace of both stages (`log_joint`, `stage`),
-    the batch that was fitted, the project folder and the paths written."""
+    the batch that was fitted, the project folder and the paths written. Across processes,
+    `batch` is this process's share and `state` holds global arrays with each process's
+    padding rows (the checkpoint holds the recordings' state in order)."""
 
     state: dict
     trace: dict
@@ -52,7 +56,9 @@ class FitResult:
 
 def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
         progress: bool = True, export: bool = True, report: bool = True,
-        callbacks: Sequence[Callable] = ()) -> FitResult:
+        callbacks: Sequence[Callable] = (), coordinator: str | None = None,
+        num_processes: int | None = None, process_id: int | None = None,
+        heartbeat_timeout: int = HEARTBEAT_TIMEOUT) -> FitResult:
     """Fit the keypoint-SLDS of a project: the AR-only stage, then the full model, with
     periodic atomic checkpoints; then save the model, the results and a report.
 
@@ -69,6 +75,13 @@ def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
             unchanged since moseq wrote them (listed in `.moseq-outputs-fit.json`).
         callbacks: extra `fn(sweeps_done, state, trace)` called after each chunk (after the
             checkpoint); `trace` is that of the fit so far.
+        coordinator, num_processes, process_id, heartbeat_timeout: fit across processes
+            and hosts (`moseq.pipeline.initialize_distributed`): `"HOST:PORT"` of process 0,
+            or `"auto"` under SLURM or Open MPI. Every process runs `fit` with the same
+            project; each reads only its share of the files, process 0 writes every file
+            (the project folder must be on a file system they share), and `state` and the
+            callbacks' state are global arrays over every process's devices. The chain is
+            that of one process, up to the order of floating-point sums.
 
     Returns:
         A `FitResult`.
@@ -79,9 +92,14 @@ def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
             checkpoint.
         moseq.NumericalFailure: a sweep produced a NaN; the message names the sweep, the
             block and the last checkpoint, and what to change.
+        moseq.pipeline.PeerFailure: across processes, another process died.
     """
     import jax
 
+    if coordinator is not None:
+        initialize_distributed(coordinator, num_processes, process_id,
+                               heartbeat_timeout=heartbeat_timeout)
+    layout = processes_layout()
     config, project = _resolve_config(config_or_project)
     checkpoint_path = project / CHECKPOINT_NAME
     if checkpoint_path.exists() and not (resume or overwrite):
@@ -90,22 +108,31 @@ def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
             f"{checkpoint_path} holds a fit at sweep {done}; pass resume=True (`moseq fit "
             "--resume`) to continue it, or overwrite=True (`--overwrite`) to start again.")
     fitting = config.fitting
-    with ProgressBar(fitting.ar_sweeps + fitting.full_sweeps, show=progress) as bar:
-        for path in remove_temporaries(project):
-            bar.note(f"removed {path}, left by an interrupted write")
-        check_writable(project)  # a read-only folder fails now, not after the data and init
+    with ProgressBar(fitting.ar_sweeps + fitting.full_sweeps,
+                     show=progress and layout.writer) as bar:
+        if layout.writer:
+            for path in remove_temporaries(project):
+                bar.note(f"removed {path}, left by an interrupted write")
+            check_writable(project)  # a read-only folder fails now, not after the data and init
         if resume and not checkpoint_path.exists():
             bar.note(f"No checkpoint at {checkpoint_path}; starting a new fit.")
-        with jax.enable_x64(fitting.float64):
+        with jax.enable_x64(fitting.float64), across_processes(layout, checkpoint_path):
             bar.phase(f"loading the data of {project}")
-            batch, recordings = load_data(config)
+            batch, recordings = layout.load(config)
             frames = sum(recording.num_frames for recording in recordings.values())
-            bar.phase_done(f"loaded {len(recordings)} recording(s), {frames} frames")
-            state, trace = _run_fit(config, batch, checkpoint_path, resume and
-                                    checkpoint_path.exists(), bar, callbacks)
+            bar.phase_done(f"loaded {layout.share(recordings)}, {frames} frames")
+            state, trace, model, data = _run_fit(config, batch, checkpoint_path, resume and
+                                                 checkpoint_path.exists(), bar, callbacks,
+                                                 layout)
             paths = {"checkpoint": str(checkpoint_path)}
-            paths.update(_write_outputs(config, project, batch, recordings, state, trace,
-                                        export=export, report=report, bar=bar))
+            outputs = layout.outputs(model, data, state, batch, marginals=export)
+            if outputs is not None:
+                host_state, host_batch, marginals = outputs
+                paths.update(_write_outputs(
+                    config, project, host_batch, layout.fps(config, recordings), host_state,
+                    trace, export=export, report=report, bar=bar, model=model,
+                    marginals=marginals))
+            layout.finish()
     return FitResult(state=state, trace=trace, batch=batch, project=project, paths=paths)
 
 
@@ -123,8 +150,8 @@ def _with_defaults(values: Mapping) -> Mapping:
         return values
 
 
-def _resumable(checkpoint_path: Path, config: Config, chain_hash: str, data_hash: str
-               ) -> Checkpoint:
+def _resumable(checkpoint_path: Path, config: Config, chain_hash: str,
+               data_hashes: Sequence[str]) -> Checkpoint:
     """The checkpoint to resume from, refused when its config, data or sweep do not fit."""
     checkpoint = load_checkpoint(checkpoint_path)
     changed = [] if checkpoint.config_hash == chain_hash else _changed_keys(
@@ -134,7 +161,7 @@ def _resumable(checkpoint_path: Path, config: Config, chain_hash: str, data_hash
             f"Cannot resume {checkpoint_path}: the config changed since it was written, in "
             f"{changed}; restore them, or start a new fit "
             f"with `--overwrite`. (Only {list(RESUMABLE_KEYS)} may change on resume.)")
-    if checkpoint.data_hash != data_hash:
+    if checkpoint.data_hash not in data_hashes:
         raise ValueError(
             f"Cannot resume {checkpoint_path}: the data differ from those it was fitted on "
             "(files changed or added); restore them, or start a new fit with `--overwrite`.")
@@ -149,29 +176,35 @@ def _resumable(checkpoint_path: Path, config: Config, chain_hash: str, data_hash
 
 
 def _run_fit(config: Config, batch, checkpoint_path: Path, resume: bool, bar: ProgressBar,
-             callbacks: Sequence[Callable]):
+             callbacks: Sequence[Callable], layout):
     """`fit_staged` from the start or from the checkpoint, writing a checkpoint every
-    `fitting.checkpoint_every` sweeps and at the end of each stage."""
+    `fitting.checkpoint_every` sweeps and at the end of each stage; returns the final state,
+    the trace, the model and the data it was given."""
     fitting = config.fitting
     bar.phase("building the model" if resume else "initialising the model")
-    model = build_model(config, batch)
+    model = layout.model(config, batch)
+    data = layout.prepare(model, batch)
     ar_sweeps, total = fitting.ar_sweeps, fitting.ar_sweeps + fitting.full_sweeps
-    chain_hash, data_hash = config.chain_hash(), _data_hash(batch)
+    chain_hash, data_hash = config.chain_hash(), layout.data_hash(batch)
     saved = {"sweeps": 0}
 
     def save(sweeps_done, state, trace):
-        save_checkpoint(checkpoint_path, Checkpoint(
-            sweeps=int(sweeps_done), state={k: np.asarray(v) for k, v in state.items()},
-            trace=trace, config=config.to_dict(), config_hash=chain_hash, data_hash=data_hash))
+        host_state = layout.to_host(model, data, state)
+        if host_state is not None:
+            save_checkpoint(checkpoint_path, Checkpoint(
+                sweeps=int(sweeps_done), state=host_state, trace=trace,
+                config=config.to_dict(), config_hash=chain_hash, data_hash=data_hash))
         saved["sweeps"] = sweeps_done
 
     if resume:
-        checkpoint = _resumable(checkpoint_path, config, chain_hash, data_hash)
-        done, state, trace = checkpoint.sweeps, checkpoint.state, checkpoint.trace
+        checkpoint = _resumable(checkpoint_path, config, chain_hash,
+                                (data_hash, *layout.older_data_hashes(batch)))
+        done, trace = checkpoint.sweeps, checkpoint.trace
+        state = layout.from_host(model, data, checkpoint.state)
         saved["sweeps"] = done
         bar.phase_done(f"resuming {checkpoint_path} at sweep {done}; built the model")
     else:
-        state = staged_init(model, fitting.seed, batch.data, ar_kappa=config.model.kappa_ar)
+        state = staged_init(model, fitting.seed, data, ar_kappa=config.model.kappa_ar)
         done, trace = 0, concat_traces([])
         save(0, state, trace)
         bar.phase_done("initialised the model")
@@ -187,7 +220,7 @@ def _run_fit(config: Config, batch, checkpoint_path: Path, resume: bool, bar: Pr
 
     try:
         state, trace = fit_staged(
-            model, fitting.seed, batch.data, ar_sweeps=ar_sweeps,
+            model, fitting.seed, data, ar_sweeps=ar_sweeps,
             full_sweeps=fitting.full_sweeps, ar_kappa=config.model.kappa_ar,
             full_kappa=config.model.kappa_full, state=state, start_sweep=done, trace=trace,
             chunk_size=fitting.chunk_size, callbacks=[on_chunk], stage_callbacks=[bar.begin],
@@ -195,7 +228,7 @@ def _run_fit(config: Config, batch, checkpoint_path: Path, resume: bool, bar: Pr
     except NumericalFailure as failure:
         raise NumericalFailure(_nan_advice(failure, checkpoint_path, saved["sweeps"], config),
                                failure.state, failure.trace) from None
-    return {k: np.asarray(v) for k, v in state.items()}, trace
+    return layout.result(state), trace, model, data
 
 
 def _nan_advice(failure: NumericalFailure, checkpoint_path: Path, saved: int,
@@ -211,10 +244,12 @@ def _nan_advice(failure: NumericalFailure, checkpoint_path: Path, saved: int,
             "keypoints for the block named.")
 
 
-def _write_outputs(config: Config, project: Path, batch, recordings, state, trace, *,
-                   export: bool, report: bool, bar: ProgressBar) -> dict:
+def _write_outputs(config: Config, project: Path, batch, fps: float | None, state, trace, *,
+                   export: bool, report: bool, bar: ProgressBar, model=None,
+                   marginals=None) -> dict:
     """Write the outputs asked for, then remove the earlier fit's that were not written
-    again (`replace_outputs`); returns their paths by name."""
+    again (`replace_outputs`); returns their paths by name. Across processes, `batch` holds
+    only the mask of the data, and `model` and the syllable `marginals` come computed."""
     import moseq.export
     import moseq.io
     import moseq.viz
@@ -223,11 +258,9 @@ def _write_outputs(config: Config, project: Path, batch, recordings, state, trac
     if export or report:
         names = ["model.npz, results.h5, csv/"] * export + ["report/"] * report
         bar.phase(f"writing {' and '.join(names)}")
-        model = build_model(config, batch)
-        fps = _fps(config, recordings)
+        model = build_model(config, batch) if model is None else model
         nlags = config.model.nlags
-        marginals = None
-        if export:
+        if export and marginals is None:
             marginals = np.asarray(syllable_marginals(model, batch.data, state)[0])
         states = moseq.export.results_per_recording(state, batch.data, nlags,
                                                     marginals=marginals, batch=batch,
@@ -247,7 +280,7 @@ def _write_outputs(config: Config, project: Path, batch, recordings, state, trac
             paths.update(model=str(project / MODEL_NAME), results=str(project / RESULTS_NAME),
                          csv=str(project / CSV_DIR))
         if report:
-            keypoints = moseq.io.unbatch(batch.data["Y"], batch)
+            keypoints = moseq.io.unbatch(batch.data["Y"], batch) if "Y" in batch.data else None
             written += write_folder(project / REPORT_DIR, lambda folder: moseq.viz.write_report(
                 folder, results, config.model.num_states, nlags, trace=trace, fps=fps,
                 keypoints=keypoints, vertical_axis=config.model.vertical_axis))

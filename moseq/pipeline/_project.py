@@ -127,11 +127,13 @@ def _fps(config: Config, recordings) -> float | None:
     return rates.pop() if len(rates) == 1 else None
 
 
-def build_model(config: Config, batch):
-    """The keypoint-SLDS of `config` for `batch` (kappa: `model.kappa_full`)."""
+def build_model(config: Config, batch, mesh=None):
+    """The keypoint-SLDS of `config` for `batch` (kappa: `model.kappa_full`), on `mesh` (a
+    `jax.sharding.Mesh` with a "batch" axis) if given."""
     return keypoint_slds(batch.anterior_idxs, batch.posterior_idxs,
                          keypoint_dim=int(batch.data["Y"].shape[-1]),
-                         keypoint_names=batch.keypoint_names, **config.model_kwargs())
+                         keypoint_names=batch.keypoint_names, mesh=mesh,
+                         **config.model_kwargs())
 
 
 def _metadata(config: Config, keypoint_names, fps, **extra) -> dict:
