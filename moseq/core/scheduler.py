@@ -2,8 +2,9 @@
 
 The scheduler wraps the functional core (`moseq.core.gibbs`) with the data layout (prepare,
 validate, pad and shard the recordings), compilation and error reporting. Compilation is per
-block: `init`, `sweep`, `run` and `log_joint` call one compiled program per block (and per
-summary) instead of compiling the whole sweep as one program. XLA's compile-time memory grows
+block: `init`, `sweep` and `run` call one compiled program per block (and per summary)
+instead of compiling the whole sweep as one program; the log joint, a sum of small terms,
+is one program. XLA's compile-time memory grows
 with the size of a program, so this bounds the peak memory of a fit by its largest block
 instead of the sum of all of them (about half, for the keypoint-SLDS), at the cost of a few
 dispatches per sweep. A block's program depends only on the block (its arrays are traced,
@@ -324,7 +325,7 @@ class GibbsScheduler(eqx.Module):
         """log p(data, state): the sum of every block's `log_prob`."""
         padded, state, _ = self._layout(data, dict(state))
         with recording_mesh(self.mesh):
-            return gibbs.log_joint(self.bound_blocks, padded, state, step=_compiled_log_prob)
+            return _compiled_log_joint(self.bound_blocks, padded, state)
 
     # ---- run -----------------------------------------------------------------------------
 
@@ -377,8 +378,7 @@ class GibbsScheduler(eqx.Module):
                     )
                 state = new_state
                 records.append({
-                    "log_joint": gibbs.log_joint(blocks, padded, state,
-                                                 step=_compiled_log_prob),
+                    "log_joint": _compiled_log_joint(blocks, padded, state),
                     **{name: _compiled_summary(fn, padded, state) for name, fn in summaries},
                 })
             if (done + 1) % chunk_size and done + 1 < num_sweeps:
@@ -418,7 +418,9 @@ def _trace(records: list[dict]) -> dict[str, np.ndarray]:
 
 _compiled_resample_block = eqx.filter_jit(gibbs.resample_block)
 _compiled_init_block = eqx.filter_jit(gibbs.init_block)
-_compiled_log_prob = eqx.filter_jit(gibbs.block_log_prob)
+# The log joint is one program: its terms are small, and eight programs cost eight
+# compilations' fixed overhead.
+_compiled_log_joint = eqx.filter_jit(gibbs.log_joint)
 _compiled_summary = eqx.filter_jit(lambda fn, data, state: fn(data, state))
 _compiled_sample_prior = eqx.filter_jit(gibbs.sample_prior)
 _compiled_sample_data = eqx.filter_jit(gibbs.sample_data)

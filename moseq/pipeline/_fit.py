@@ -19,6 +19,7 @@ from moseq.models.fitting import (
     staged_init,
     syllable_marginals,
 )
+from moseq.pipeline._cache import compilation_cache
 from moseq.pipeline._config import RESUMABLE_KEYS, Config, ConfigError, _flat
 from moseq.pipeline._files import (
     CHECKPOINT_NAME,
@@ -52,7 +53,7 @@ class FitResult:
 
 def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
         progress: bool = True, export: bool = True, report: bool = True,
-        callbacks: Sequence[Callable] = ()) -> FitResult:
+        callbacks: Sequence[Callable] = (), compile_cache: bool | None = None) -> FitResult:
     """Fit the keypoint-SLDS of a project: the AR-only stage, then the full model, with
     periodic atomic checkpoints; then save the model, the results and a report.
 
@@ -69,6 +70,8 @@ def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
             unchanged since moseq wrote them (listed in `.moseq-outputs-fit.json`).
         callbacks: extra `fn(sweeps_done, state, trace)` called after each chunk (after the
             checkpoint); `trace` is that of the fit so far.
+        compile_cache: use JAX's persistent compilation cache (`compilation_cache`); None:
+            the config's `fitting.compile_cache`.
 
     Returns:
         A `FitResult`.
@@ -96,7 +99,8 @@ def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
         check_writable(project)  # a read-only folder fails now, not after the data and init
         if resume and not checkpoint_path.exists():
             bar.note(f"No checkpoint at {checkpoint_path}; starting a new fit.")
-        with jax.enable_x64(fitting.float64):
+        cache = fitting.compile_cache if compile_cache is None else compile_cache
+        with jax.enable_x64(fitting.float64), compilation_cache(cache):
             bar.phase(f"loading the data of {project}")
             batch, recordings = load_data(config)
             frames = sum(recording.num_frames for recording in recordings.values())
