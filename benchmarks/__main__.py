@@ -3,7 +3,8 @@
 Each suite prints the median wall time of its kernels on a fixed workload (float32, the
 default JAX device) and, where jax-moseq is importable in the same environment, the same
 figure for jax-moseq and the ratio. jax-moseq is never a dependency of moseq: install it by
-hand (`pip install jax-moseq`) to compare.
+hand (`pip install jax-moseq`) to compare, or, for `first_sweep`, in a separate environment
+named with `--jax-moseq-python`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import jax  # noqa: I001
 
 import moseq  # noqa: F401  (first: it configures XLA before JAX starts)
 
-SUITES = ("hmm", "kalman", "arhmm", "keypoint_slds")
+SUITES = ("hmm", "kalman", "arhmm", "keypoint_slds", "first_sweep")
 
 
 def report(name: str, seconds: float | None, **extra) -> None:
@@ -28,13 +29,20 @@ def report(name: str, seconds: float | None, **extra) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("suites", nargs="*", help=f"any of {', '.join(SUITES)} (default: all)")
+    parser.add_argument("--jax-moseq-python", metavar="PYTHON",
+                        help="first_sweep: a Python with jax-moseq installed (e.g. a separate "
+                        "venv's bin/python) to compare against; default: this one")
     args = parser.parse_args()
     unknown = set(args.suites) - set(SUITES)
     if unknown:
         parser.error(f"unknown suites {sorted(unknown)}; choose from {SUITES}")
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {jax.device_count()} device(s)")
     for suite in args.suites or SUITES:
-        importlib.import_module(f"benchmarks.{suite}").run(report)
+        module = importlib.import_module(f"benchmarks.{suite}")
+        if suite == "first_sweep":
+            module.run(report, jax_moseq_python=args.jax_moseq_python)
+        else:
+            module.run(report)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Time to the first sweep: from building the keypoint-SLDS to the end of its first full
-sweep, in a fresh process, cold (no persistent compilation cache) and warm (the cache filled
-by a previous process).
+sweep, in a fresh process, cold (an empty persistent compilation cache, which it fills) and warm
+(the cache that the cold process filled).
 
 Workload: `benchmarks.keypoint_slds.workload()` (4 x 5,000 frames, 10 keypoints in 2-D,
 K=100, D=10, L=3, float32), simulated once and saved, so no measured process holds the
@@ -15,7 +15,8 @@ Figures, each from its own subprocess:
 - `init_s`, `sweep_s`: wall time of the initialisation and of the first sweep, each
   without the compilation inside it; `compile_s`: tracing, lowering and XLA compilation
   (or reading programs back from the cache) over the whole span (JAX's monitoring events).
-- `programs`: the number of programs compiled (or read from the cache); `cache_hits`.
+- `programs`: the number of programs compiled (or read from the cache); `cache_hits`;
+  `cache_mb` (cold): the size of the cache it wrote.
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ def first_sweep_seconds(implementation: str = "moseq", *, data_path: str | None 
     """{"cold": figures, "warm": figures} of `implementation` ("moseq" or "jax-moseq") on the
     benchmark workload (or the .npz at `data_path`, written from a `workload()`-like dict),
     each in a fresh `python` process (default: this one's); the warm process reads the
-    programs the cold one wrote to a fresh persistent cache. Figures: see the module's doc."""
+    programs that the cold one wrote to a new, empty persistent cache. Figures: see the
+    module's doc."""
     python = python or sys.executable
     with tempfile.TemporaryDirectory() as folder:
         if data_path is None:
@@ -173,8 +175,9 @@ def first_sweep_seconds(implementation: str = "moseq", *, data_path: str | None 
             data_path = str(Path(folder) / "keypoints.npz")
             np.savez(data_path, **workload())
         cache = str(Path(folder) / "jax-cache")
-        cold = _child(python, implementation, data_path, None)
-        _child(python, implementation, data_path, cache)  # fills the cache
+        cold = _child(python, implementation, data_path, cache)  # an empty cache: it fills it
+        cold["cache_mb"] = sum(f.stat().st_size for f in Path(cache).rglob("*")
+                               if f.is_file()) / 2**20
         warm = _child(python, implementation, data_path, cache)
     return {"cold": cold, "warm": warm}
 
@@ -182,7 +185,8 @@ def first_sweep_seconds(implementation: str = "moseq", *, data_path: str | None 
 def _describe(figures: dict) -> dict:
     return {"cpu_s": f"{figures['cpu_s']:.1f}", "init_s": f"{figures['init_s']:.1f}",
             "compile_s": f"{figures['compile_s']:.1f}", "sweep_s": f"{figures['sweep_s']:.2f}",
-            "programs": figures["programs"], "cache_hits": figures["cache_hits"]}
+            "programs": figures["programs"], "cache_hits": figures["cache_hits"],
+            **({"cache_mb": f"{figures['cache_mb']:.0f}"} if "cache_mb" in figures else {})}
 
 
 def run(report, jax_moseq_python: str | None = None) -> None:
