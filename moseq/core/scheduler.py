@@ -349,7 +349,8 @@ class GibbsScheduler(eqx.Module):
         after sweep s - 1 continues the same chain bit for bit. The trace holds, per sweep,
         the log joint and every `summaries[name](data, state)`. After each chunk of
         `chunk_size` sweeps a progress line is printed (if `progress`) and every
-        `callbacks(sweeps_done, state, trace)` is called with the unpadded state. A NaN
+        `callbacks(sweeps_done, state, trace)` is called with the unpadded state. The rate
+        on the progress line leaves out the first sweep, which compiles the programs. A NaN
         raises `NumericalFailure` naming the sweep and the block, carrying the last good state.
         """
         if num_sweeps < 0 or chunk_size < 1:
@@ -360,7 +361,7 @@ class GibbsScheduler(eqx.Module):
         padded, state, num_recordings = self._layout(data, dict(state))
         blocks = self.bound_blocks
         records: list[dict] = []
-        started = time.perf_counter()
+        first_sweep_end = None  # the first sweep compiles: the rate counts from its end
         for done in range(num_sweeps):
             sweep_number = start_sweep + done
             with recording_mesh(self.mesh):
@@ -381,12 +382,14 @@ class GibbsScheduler(eqx.Module):
                     "log_joint": _compiled_log_joint(blocks, padded, state),
                     **{name: _compiled_summary(fn, padded, state) for name, fn in summaries},
                 })
+                first_sweep_end = first_sweep_end or time.perf_counter()
             if (done + 1) % chunk_size and done + 1 < num_sweeps:
                 continue
             if progress:
-                rate = (done + 1) / (time.perf_counter() - started)
-                print(f"sweep {sweep_number + 1:6d}/{start_sweep + num_sweeps}  "
-                      f"{rate:7.2f} sweeps/s  log joint {float(records[-1]['log_joint']):.6g}",
+                rate = (f"{done / (time.perf_counter() - first_sweep_end):7.2f} sweeps/s" if done
+                        else "compiled")
+                print(f"sweep {sweep_number + 1:6d}/{start_sweep + num_sweeps}  {rate}  "
+                      f"log joint {float(records[-1]['log_joint']):.6g}",
                       file=sys.stderr, flush=True)
             if callbacks:
                 host_state = sharding.unpad(state, self.per_recording, num_recordings)

@@ -13,7 +13,7 @@ import numpy as np
 from moseq._atomic import check_writable, remove_temporaries, write_folder
 from moseq.io import MissingKeypointsError
 from moseq.models.fitting import apply_model
-from moseq.pipeline._cache import compilation_cache
+from moseq.pipeline._cache import cache_note, compilation_cache
 from moseq.pipeline._files import CSV_DIR, RESULTS_NAME, load_model, replace_outputs
 from moseq.pipeline._progress import ProgressBar
 from moseq.pipeline._project import _fps, _metadata, build_model, load_data
@@ -84,7 +84,8 @@ def apply(project_or_model, paths: Sequence[str] | str, output: str | os.PathLik
             bar.note(f"removed {path}, left by an interrupted write")
         check_writable(output)
         cache = config.fitting.compile_cache if compile_cache is None else compile_cache
-        with jax.enable_x64(config.fitting.float64), compilation_cache(cache):
+        with jax.enable_x64(config.fitting.float64), compilation_cache(cache) as cache_folder:
+            bar.note(cache_note(cache_folder))
             bar.phase("loading the data")
             try:
                 batch, recordings = load_data(config, paths=paths, keypoints=in_file,

@@ -55,3 +55,10 @@ def compilation_cache(enabled: bool = True) -> Iterator[Path | None]:
             jax.config.update(name, value)
         if changed:
             jax_cache.reset_cache()
+
+
+def cache_note(folder: Path | None) -> str:
+    """The progress display's line about the cache `compilation_cache` yielded."""
+    if folder is None:
+        return "compiling afresh (the persistent compilation cache is off)"
+    return f"compiled programs are cached in {folder} (a rerun of these shapes reads them back)"

@@ -19,7 +19,7 @@ from moseq.models.fitting import (
     staged_init,
     syllable_marginals,
 )
-from moseq.pipeline._cache import compilation_cache
+from moseq.pipeline._cache import cache_note, compilation_cache
 from moseq.pipeline._config import RESUMABLE_KEYS, Config, ConfigError, _flat
 from moseq.pipeline._files import (
     CHECKPOINT_NAME,
@@ -100,7 +100,8 @@ def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
         if resume and not checkpoint_path.exists():
             bar.note(f"No checkpoint at {checkpoint_path}; starting a new fit.")
         cache = fitting.compile_cache if compile_cache is None else compile_cache
-        with jax.enable_x64(fitting.float64), compilation_cache(cache):
+        with jax.enable_x64(fitting.float64), compilation_cache(cache) as cache_folder:
+            bar.note(cache_note(cache_folder))
             bar.phase(f"loading the data of {project}")
             batch, recordings = load_data(config)
             frames = sum(recording.num_frames for recording in recordings.values())
