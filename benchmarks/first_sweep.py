@@ -14,7 +14,9 @@ Figures, each from its own subprocess:
   process's CPU time (user + system) over the same span (steadier on a shared machine).
 - `init_s`, `sweep_s`: wall time of the initialisation and of the first sweep, each
   without the compilation inside it; `compile_s`: tracing, lowering and XLA compilation
-  (or reading programs back from the cache) over the whole span (JAX's monitoring events).
+  (or reading programs back from the cache) over the whole span (JAX's monitoring events),
+  and its parts `trace_s`, `lower_s` and `xla_s` (XLA's compilation or the read from the
+  cache: a program read back is still traced and lowered, for its cache key).
 - `programs`: the number of programs compiled (or read from the cache); `cache_hits`;
   `cache_mb` (cold): the size of the cache it wrote.
 """
@@ -35,11 +37,11 @@ from pathlib import Path
 # Only the measuring children import JAX or moseq (the jax-moseq child runs in a Python that
 # may have neither moseq nor its dependencies).
 
-_COMPILE_EVENTS = (
-    "/jax/core/compile/jaxpr_trace_duration",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration",
-    "/jax/core/compile/backend_compile_duration",  # a read from the cache included
-)
+_COMPILE_EVENTS = {
+    "/jax/core/compile/jaxpr_trace_duration": "trace_s",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_s",
+    "/jax/core/compile/backend_compile_duration": "xla_s",  # a read from the cache included
+}
 
 
 class _CompileClock:
@@ -49,6 +51,7 @@ class _CompileClock:
         from jax._src import monitoring  # the listener API JAX records compilation with
 
         self.seconds = 0.0
+        self.parts = dict.fromkeys(_COMPILE_EVENTS.values(), 0.0)
         self.programs = 0
         self.cache_hits = 0
         monitoring.register_event_duration_secs_listener(self._on_duration)
@@ -57,6 +60,7 @@ class _CompileClock:
     def _on_duration(self, event: str, duration: float, **_) -> None:
         if event in _COMPILE_EVENTS:
             self.seconds += duration
+            self.parts[_COMPILE_EVENTS[event]] += duration
         if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
             self.programs += 1
 
@@ -92,7 +96,7 @@ def _timed_phases(phases) -> dict:
         result = jax.block_until_ready(fn(result))
         figures[f"{name}_s"] = time.perf_counter() - start - (clock.seconds - compiled)
     figures.update(total_s=time.perf_counter() - started, cpu_s=_cpu_seconds() - cpu_started,
-                   compile_s=clock.seconds, programs=clock.programs,
+                   compile_s=clock.seconds, **clock.parts, programs=clock.programs,
                    cache_hits=clock.cache_hits)
     return figures
 
