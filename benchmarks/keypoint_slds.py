@@ -114,16 +114,10 @@ def measure_moseq(path: str) -> dict:
     return {**result, "xla_mb": xla_mb()}
 
 
-def measure_jax_moseq(path: str) -> dict:
-    kpslds = optional_module("jax_moseq.models.keypoint_slds")
-    if kpslds is None:
-        return {}
-    arhmm_gibbs = optional_module("jax_moseq.models.arhmm.gibbs")
-    slds_gibbs = optional_module("jax_moseq.models.slds.gibbs")
-    kalman = optional_module("jax_moseq.utils.kalman")
-    data = {name: jnp.asarray(value) for name, value in load(path).items()}
-    base = _status_mb("VmRSS")
-    model = kpslds.init_model(
+def init_jax_moseq(kpslds, data: dict) -> dict:
+    """jax-moseq's keypoint-SLDS (`kpslds`, its `jax_moseq.models.keypoint_slds` module)
+    initialised on `data` with the hyperparameters of moseq's defaults on this workload."""
+    return kpslds.init_model(
         data,
         seed=jax.random.PRNGKey(0),
         anterior_idxs=jnp.array(ANTERIOR), posterior_idxs=jnp.array(POSTERIOR),
@@ -134,7 +128,18 @@ def measure_jax_moseq(path: str) -> dict:
         obs_hypparams={"nu_sigma": 1e5, "sigmasq_0": 0.1, "nu_s": 5, "sigmasq_C": 0.1},
         cen_hypparams={"sigmasq_loc": 0.5},
     )
-    model = jax.block_until_ready(model)
+
+
+def measure_jax_moseq(path: str) -> dict:
+    kpslds = optional_module("jax_moseq.models.keypoint_slds")
+    if kpslds is None:
+        return {}
+    arhmm_gibbs = optional_module("jax_moseq.models.arhmm.gibbs")
+    slds_gibbs = optional_module("jax_moseq.models.slds.gibbs")
+    kalman = optional_module("jax_moseq.utils.kalman")
+    data = {name: jnp.asarray(value) for name, value in load(path).items()}
+    base = _status_mb("VmRSS")
+    model = jax.block_until_ready(init_jax_moseq(kpslds, data))
 
     def sweep():
         return kpslds.resample_model(data, **model, jitter=JITTER,

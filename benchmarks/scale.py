@@ -17,7 +17,8 @@ memory is that fit's alone. Per line:
 After the sizes of a model, `slope` is the least-squares slope of peak memory against frames
 (device memory on a GPU, else RSS), in GB per million frames. jax-moseq is measured at the
 sizes in `--jax-moseq-sizes` (default: the smallest) where it is importable by
-`--jax-moseq-python` (default: this Python); moseq never imports it.
+`python -m benchmarks --jax-moseq-python PYTHON` (default: this Python); moseq never imports
+it.
 """
 
 from __future__ import annotations
@@ -206,14 +207,12 @@ def memory_slope(results: list[dict]) -> float:
     return float(np.polyfit(frames / 1e6, peak / 1024, 1)[0])
 
 
-def run(report, argv: list[str] | tuple = ()) -> None:
+def run(report, argv: list[str] | tuple = (), jax_moseq_python: str | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks scale")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--sizes", nargs="+", type=int, default=list(DEFAULT_SIZES),
                         help="frames (rounded up to recordings of 5,000)")
     parser.add_argument("--sweeps", type=int, default=3, help="timed sweeps after the first")
-    parser.add_argument("--jax-moseq-python", default=sys.executable,
-                        help="a Python where jax-moseq is installed (default: this one)")
     parser.add_argument("--jax-moseq-sizes", nargs="*", type=int, default=None,
                         help="sizes to run jax-moseq at (default: the smallest)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per measurement")
@@ -243,7 +242,8 @@ def run(report, argv: list[str] | tuple = ()) -> None:
             if frames not in theirs_at:
                 continue
             theirs = measure_in_subprocess("jax-moseq", model_name, frames, args.sweeps,
-                                           python=args.jax_moseq_python, timeout=args.timeout)
+                                           python=jax_moseq_python or sys.executable,
+                                           timeout=args.timeout)
             if not theirs:
                 report(f"scale {model_name}: jax-moseq not importable, no comparison", None)
             elif "error" in theirs or "error" in result:
@@ -268,6 +268,7 @@ if __name__ == "__main__":
         implementation, model_name, frames = args.measure
         print(json.dumps(measure(implementation, model_name, int(frames), args.sweeps)))
     else:
-        from benchmarks.__main__ import report
+        from benchmarks.__main__ import main
 
-        run(report, sys.argv[1:])
+        sys.argv[1:1] = ["scale"]
+        main()

@@ -68,6 +68,10 @@ def _parse_keypoints(text: str | None):
     return items
 
 
+_NO_CACHE_HELP = ("compile afresh, without the persistent compilation cache (default: "
+                  "fitting.compile_cache)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moseq", description="Segment pose-tracking data into behavioural syllables "
@@ -103,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="start again although a checkpoint exists")
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
     fit.add_argument("--no-report", action="store_true", help="skip the figures")
+    fit.add_argument("--no-compile-cache", action="store_true", help=_NO_CACHE_HELP)
     fit.add_argument("--project", metavar="DIR", help="project folder when fitting data "
                      "directly (default: moseq_project)")
     fit.add_argument("--anterior", nargs="+", metavar="KEYPOINT")
@@ -133,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
                        "mapping file_name=model_name,...")
     apply.add_argument("--sweeps", type=int, metavar="N", help="default: apply.num_sweeps")
     apply.add_argument("--no-progress", action="store_true", help="no progress bar")
+    apply.add_argument("--no-compile-cache", action="store_true", help=_NO_CACHE_HELP)
 
     commands.add_parser("demo", help="fit models to built-in data (what `make demo` runs)",
                         description="Two-stage keypoint-SLDS fits on simulated keypoints and on "
@@ -206,13 +212,16 @@ def _run(args) -> int:
                 process_id=args.process_id, heartbeat_timeout=args.heartbeat_timeout)
             result = pipeline.fit(_fit_target(args), resume=args.resume,
                                   overwrite=args.overwrite, progress=not args.no_progress,
-                                  report=not args.no_report, **processes)
+                                  report=not args.no_report,
+                                  compile_cache=False if args.no_compile_cache else None,
+                                  **processes)
             for name, path in result.paths.items():
                 print(f"{name}: {path}")
         elif args.command == "apply":
             result = pipeline.apply(args.project, args.data, args.output,
                                     keypoints=_parse_keypoints(args.keypoints),
-                                    num_sweeps=args.sweeps, progress=not args.no_progress)
+                                    num_sweeps=args.sweeps, progress=not args.no_progress,
+                                    compile_cache=False if args.no_compile_cache else None)
             for name, path in result.paths.items():
                 print(f"{name}: {path}")
         elif args.command == "demo":

@@ -105,7 +105,7 @@ def test_fit_data_creates_a_project(tmp_path, monkeypatch):
                      "--project", str(project), "--set", "fitting.ar_sweeps=7",
                      "--no-report"]) == 0
     assert calls == [(project, {"resume": False, "overwrite": False, "progress": True,
-                                "report": False})]
+                                "report": False, "compile_cache": None})]
     assert pipeline.Config.load(project).fitting.ar_sweeps == 7
     # the same again refuses to replace that project's config, unless resuming
     assert cli.main(["fit", str(DLC_CSV), "--anterior", "snout", "--posterior", "tailbase",
@@ -128,10 +128,23 @@ def test_fit_across_processes_passes_the_flags_and_needs_a_project(tmp_path, mon
     assert calls[0][1] | {"resume": None} == {
         "resume": None, "overwrite": False, "progress": True, "report": True,
         "coordinator": "10.0.0.1:1234", "num_processes": 4, "process_id": 3,
-        "heartbeat_timeout": 30}
+        "heartbeat_timeout": 30, "compile_cache": None}
     assert cli.main(["fit", str(DLC_CSV), "--anterior", "snout", "--posterior", "tailbase",
                      "--coordinator", "auto"]) == 1
     assert "create the project first" in capsys.readouterr().err
+
+
+def test_no_compile_cache_option(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(pipeline, "fit", lambda target, **kwargs: calls.append(kwargs) or
+                        pipeline.FitResult({}, {}, None, Path(target), {}))
+    monkeypatch.setattr(pipeline, "apply", lambda *args, **kwargs: calls.append(kwargs) or
+                        pipeline.ApplyResult({}, None, None, {}))
+    pipeline.init_project(tmp_path, [str(DLC_CSV)], ["snout"], ["tailbase"],
+                          model={"latent_dim": 2})
+    assert cli.main(["fit", str(tmp_path), "--no-compile-cache"]) == 0
+    assert cli.main(["apply", str(tmp_path), str(DLC_CSV), "--no-compile-cache"]) == 0
+    assert [kwargs["compile_cache"] for kwargs in calls] == [False, False]
 
 
 def test_keypoints_option():

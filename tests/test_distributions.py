@@ -21,6 +21,8 @@ from moseq.ops.distributions import (
     sample_mn,
     sample_mniw,
     sample_scaled_inv_chi2,
+    standard_normal,
+    uniform,
 )
 from tests.helpers import assert_counts_follow, assert_mean_within_mc_error
 
@@ -237,3 +239,16 @@ def test_bad_inputs_name_the_argument():
         sample_mn(key, np.zeros((2, 3)), np.eye(2), np.eye(2))
     with pytest.raises(ValueError, match="`M`"):
         sample_mn(key, np.zeros(3), np.eye(3), np.eye(1))
+
+
+@pytest.mark.parametrize(("shape", "dtype"), [((), jnp.float32), ((2, 3, 4), jnp.float32),
+                                              ((2, 1, 3), jnp.float64)])
+def test_flat_draws_are_jax_randoms_draws(shape, dtype):
+    """standard_normal and uniform draw the numbers of jax.random.normal / uniform (flat, for
+    a faster compilation), alone and vmapped over keys."""
+    keys = jax.random.split(jax.random.key(4), 3)
+    for ours, theirs in ((standard_normal, jax.random.normal), (uniform, jax.random.uniform)):
+        np.testing.assert_array_equal(ours(keys[0], shape, dtype), theirs(keys[0], shape, dtype))
+        np.testing.assert_array_equal(
+            jax.vmap(lambda key: ours(key, shape, dtype))(keys),  # noqa: B023
+            jax.vmap(lambda key: theirs(key, shape, dtype))(keys))  # noqa: B023

@@ -35,7 +35,7 @@ def no_compilation(monkeypatch):
     def refuse(*args, **kwargs):
         raise Compiled
 
-    for name in ("_compiled_init_block", "_compiled_resample_block", "_compiled_log_prob"):
+    for name in ("_compiled_init_block", "_compiled_resample_block", "_compiled_log_joint"):
         monkeypatch.setattr(scheduler, name, refuse)
 
 

@@ -2,8 +2,9 @@
 
 The scheduler wraps the functional core (`moseq.core.gibbs`) with the data layout (prepare,
 validate, pad and shard the recordings), compilation and error reporting. Compilation is per
-block: `init`, `sweep`, `run` and `log_joint` call one compiled program per block (and per
-summary) instead of compiling the whole sweep as one program. XLA's compile-time memory grows
+block: `init`, `sweep` and `run` call one compiled program per block (and per summary)
+instead of compiling the whole sweep as one program; the log joint, a sum of small terms,
+is one program. XLA's compile-time memory grows
 with the size of a program, so this bounds the peak memory of a fit by its largest block
 instead of the sum of all of them (about half, for the keypoint-SLDS), at the cost of a few
 dispatches per sweep. A block's program depends only on the block (its arrays are traced,
@@ -354,7 +355,7 @@ class GibbsScheduler(eqx.Module):
         """log p(data, state): the sum of every block's `log_prob`."""
         padded, state, _ = self._layout(data, dict(state))
         with recording_mesh(self.mesh):
-            return gibbs.log_joint(self.bound_blocks, padded, state, step=_compiled_log_prob)
+            return _compiled_log_joint(self.bound_blocks, padded, state)
 
     # ---- run -----------------------------------------------------------------------------
 
@@ -378,7 +379,8 @@ class GibbsScheduler(eqx.Module):
         after sweep s - 1 continues the same chain bit for bit. The trace holds, per sweep,
         the log joint and every `summaries[name](data, state)`. After each chunk of
         `chunk_size` sweeps a progress line is printed (if `progress`) and every
-        `callbacks(sweeps_done, state, trace)` is called with the unpadded state. A NaN
+        `callbacks(sweeps_done, state, trace)` is called with the unpadded state. The rate
+        on the progress line leaves out the first sweep, which compiles the programs. A NaN
         raises `NumericalFailure` naming the sweep and the block, carrying the last good state.
         """
         if num_sweeps < 0 or chunk_size < 1:
@@ -389,7 +391,7 @@ class GibbsScheduler(eqx.Module):
         padded, state, num_recordings = self._layout(data, dict(state))
         blocks = self.bound_blocks
         records: list[dict] = []
-        started = time.perf_counter()
+        first_sweep_end = None  # the first sweep compiles: the rate counts from its end
 
         def one_sweep(sweep_number, state):
             with recording_mesh(self.mesh):
@@ -405,10 +407,12 @@ class GibbsScheduler(eqx.Module):
             chunk_flags.append(nonfinite)
             with recording_mesh(self.mesh):
                 records.append({
-                    "log_joint": gibbs.log_joint(blocks, padded, state,
-                                                 step=_compiled_log_prob),
+                    "log_joint": _compiled_log_joint(blocks, padded, state),
                     **{name: _compiled_summary(fn, padded, state) for name, fn in summaries},
                 })
+                if first_sweep_end is None:
+                    jax.block_until_ready(state)
+                    first_sweep_end = time.perf_counter()
             if (done + 1) % chunk_size and done + 1 < num_sweeps:
                 continue
             flags = np.asarray(jnp.stack(chunk_flags))
@@ -427,9 +431,10 @@ class GibbsScheduler(eqx.Module):
             chunk_start, chunk_state, chunk_flags = done + 1, state, []
             sweep_number = start_sweep + done
             if progress:
-                rate = (done + 1) / (time.perf_counter() - started)
-                print(f"sweep {sweep_number + 1:6d}/{start_sweep + num_sweeps}  "
-                      f"{rate:7.2f} sweeps/s  log joint {float(records[-1]['log_joint']):.6g}",
+                rate = (f"{done / (time.perf_counter() - first_sweep_end):7.2f} sweeps/s" if done
+                        else "compiled")
+                print(f"sweep {sweep_number + 1:6d}/{start_sweep + num_sweeps}  {rate}  "
+                      f"log joint {float(records[-1]['log_joint']):.6g}",
                       file=sys.stderr, flush=True)
             if callbacks:
                 host_state = sharding.unpad(state, self.per_recording, num_recordings)
@@ -464,7 +469,9 @@ def _trace(records: list[dict]) -> dict[str, np.ndarray]:
 
 _compiled_resample_block = eqx.filter_jit(gibbs.resample_block)
 _compiled_init_block = eqx.filter_jit(gibbs.init_block)
-_compiled_log_prob = eqx.filter_jit(gibbs.block_log_prob)
+# The log joint is one program: its terms are small, and eight programs cost eight
+# compilations' fixed overhead.
+_compiled_log_joint = eqx.filter_jit(gibbs.log_joint)
 _compiled_summary = eqx.filter_jit(lambda fn, data, state: fn(data, state))
 _compiled_sample_prior = eqx.filter_jit(gibbs.sample_prior)
 _compiled_sample_data = eqx.filter_jit(gibbs.sample_data)

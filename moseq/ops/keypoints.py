@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
+from moseq.ops.distributions import standard_normal, uniform
 from moseq.ops.geometry import horizontal_axes, wrap_angle
 from moseq.ops.linalg import symmetrize
 
@@ -73,7 +74,7 @@ def sample_von_mises(key: PRNGKeyArray, mean: Float[Array, "*batch"],
     dtype = mean.dtype
     kappa = jnp.maximum(concentration, jnp.finfo(dtype).tiny)
     normal_key, rejection_key = jax.random.split(key)
-    normal = jax.random.normal(normal_key, mean.shape, dtype) * jax.lax.rsqrt(kappa)
+    normal = standard_normal(normal_key, mean.shape, dtype) * jax.lax.rsqrt(kappa)
     # The envelope parameter r > 1 as excess = r - 1 and kappa_excess = kappa (r - 1), from
     # Best and Fisher's optimal r written without cancellation at large kappa; it cancels
     # catastrophically at small kappa instead, where r = 1 / kappa serves (any r > 1 is exact).
@@ -87,7 +88,7 @@ def sample_von_mises(key: PRNGKeyArray, mean: Float[Array, "*batch"],
     def attempt(carry):
         round_, key, pending, angle = carry
         key, sub = jax.random.split(key)
-        u1, u2, u3 = jax.random.uniform(sub, (3, *mean.shape), dtype)
+        u1, u2, u3 = uniform(sub, (3, *mean.shape), dtype)
         # z = cos(pi u1) is the wrapped-Cauchy proposal's cosine before the map
         # f = (1 + r z) / (r + z); with 1 - z = 2 sin², 1 + z = 2 cos² (half-angle pi u1 / 2):
         # 1 - f = 2 sin² / q and c = kappa (r - f) = (2 kappa + kappa (r - 1)) / q.
@@ -147,7 +148,7 @@ def sample_random_walk(key: PRNGKeyArray, obs: Float[Array, "T d"], obs_precisio
 
     init = (jnp.zeros(obs.shape[-1], dtype), jnp.asarray(init_variance, dtype))
     _, (means, variances) = jax.lax.scan(forward, init, (obs, obs_precision))
-    noise = jax.random.normal(key, obs.shape, dtype)
+    noise = standard_normal(key, obs.shape, dtype)
     last = means[-1] + jnp.sqrt(variances[-1]) * noise[-1]
 
     def backward(next_v, inputs):

@@ -37,10 +37,12 @@ application run inside `jax.enable_x64(fitting.float64)` with the data cast to t
 
 # One module per job: _config (the config schema and its TOML), _files (checkpoint and model
 # files, the outputs record), _progress (the progress display), _project / _fit / _apply
-# (set-up, fit, apply), _distributed (a fit across processes and hosts).
+# (set-up, fit, apply), _distributed (a fit across processes and hosts), _cache (the
+# persistent compilation cache).
 
 from moseq._atomic import WriteError
 from moseq.pipeline._apply import ApplyResult, apply
+from moseq.pipeline._cache import CACHE_ENV, compilation_cache, default_cache_folder
 from moseq.pipeline._config import (
     CONFIG_NAME,
     RESUMABLE_KEYS,
@@ -92,6 +94,9 @@ __all__ = [
     "PeerFailure",
     "HEARTBEAT_TIMEOUT",
     "ProgressBar",
+    "compilation_cache",
+    "default_cache_folder",
+    "CACHE_ENV",
     "apply",
     "ApplyResult",
     "Checkpoint",

@@ -13,6 +13,7 @@ import numpy as np
 from moseq._atomic import check_writable, remove_temporaries, write_folder
 from moseq.io import MissingKeypointsError
 from moseq.models.fitting import apply_model
+from moseq.pipeline._cache import cache_note, compilation_cache
 from moseq.pipeline._files import CSV_DIR, RESULTS_NAME, load_model, replace_outputs
 from moseq.pipeline._progress import ProgressBar
 from moseq.pipeline._project import _fps, _metadata, build_model, load_data
@@ -31,7 +32,8 @@ class ApplyResult:
 
 def apply(project_or_model, paths: Sequence[str] | str, output: str | os.PathLike | None = None,
           *, keypoints: Sequence[str] | Mapping[str, str] | None = None,
-          num_sweeps: int | None = None, progress: bool = True) -> ApplyResult:
+          num_sweeps: int | None = None, progress: bool = True,
+          compile_cache: bool | None = None) -> ApplyResult:
     """Apply a fitted model (`PROJECT/model.npz`) to recordings: its parameters fixed, the
     syllables, latents, heading and centroid of the new recordings sampled. Syllables carry
     the fit's numbers (`FittedModel.syllable_order`), whatever their frequency in the new data.
@@ -44,6 +46,8 @@ def apply(project_or_model, paths: Sequence[str] | str, output: str | os.PathLik
             the order of the model's keypoints, or a dict `{name in file: model name}`.
         num_sweeps: sweeps (default: the config's `apply.num_sweeps`).
         progress: show the phases, then a progress bar, on stderr.
+        compile_cache: use JAX's persistent compilation cache (`compilation_cache`); None:
+            the fit's `fitting.compile_cache`.
 
     The outputs of an earlier application to `output` that this one does not write again
     (the CSV of a recording not given this time) are removed, if unchanged since.
@@ -79,7 +83,9 @@ def apply(project_or_model, paths: Sequence[str] | str, output: str | os.PathLik
         for path in remove_temporaries(output):
             bar.note(f"removed {path}, left by an interrupted write")
         check_writable(output)
-        with jax.enable_x64(config.fitting.float64):
+        cache = config.fitting.compile_cache if compile_cache is None else compile_cache
+        with jax.enable_x64(config.fitting.float64), compilation_cache(cache) as cache_folder:
+            bar.note(cache_note(cache_folder))
             bar.phase("loading the data")
             try:
                 batch, recordings = load_data(config, paths=paths, keypoints=in_file,

@@ -144,6 +144,11 @@ class FittingConfig:
         "stage).")
     float64: bool = _option(
         False, "bool", "Fit in float64 (slower, exact comparisons); false: float32.")
+    compile_cache: bool = _option(
+        True, "bool", "Keep the compiled programs in JAX's persistent compilation cache "
+        "(`moseq fit` and `moseq apply`; folder: $MOSEQ_COMPILATION_CACHE, else "
+        "$XDG_CACHE_HOME/moseq/jax or ~/.cache/moseq/jax), so the next run of the same "
+        "shapes starts without compiling; false: compile afresh every run.")
 
 
 @dataclasses.dataclass
@@ -161,7 +166,8 @@ _SECTIONS = {"data": DataConfig, "model": ModelConfig, "fitting": FittingConfig,
 
 # Keys that may change between a checkpoint and --resume: they do not change the chain.
 RESUMABLE_KEYS = ("data.fps", "fitting.full_sweeps", "fitting.checkpoint_every",
-                  "apply.num_sweeps", "apply.marginal_sweeps", "apply.seed")
+                  "fitting.compile_cache", "apply.num_sweeps", "apply.marginal_sweeps",
+                  "apply.seed")
 
 
 class ConfigError(ValueError):

@@ -19,6 +19,7 @@ from moseq.models.fitting import (
     staged_init,
     syllable_marginals,
 )
+from moseq.pipeline._cache import cache_note, compilation_cache
 from moseq.pipeline._config import RESUMABLE_KEYS, Config, ConfigError, _flat
 from moseq.pipeline._distributed import HEARTBEAT_TIMEOUT, across_processes
 from moseq.pipeline._distributed import initialize as initialize_distributed
@@ -56,9 +57,10 @@ class FitResult:
 
 def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
         progress: bool = True, export: bool = True, report: bool = True,
-        callbacks: Sequence[Callable] = (), coordinator: str | None = None,
-        num_processes: int | None = None, process_id: int | None = None,
-        heartbeat_timeout: int = HEARTBEAT_TIMEOUT) -> FitResult:
+        callbacks: Sequence[Callable] = (), compile_cache: bool | None = None,
+        coordinator: str | None = None, num_processes: int | None = None,
+        process_id: int | None = None, heartbeat_timeout: int = HEARTBEAT_TIMEOUT
+        ) -> FitResult:
     """Fit the keypoint-SLDS of a project: the AR-only stage, then the full model, with
     periodic atomic checkpoints; then save the model, the results and a report.
 
@@ -75,6 +77,8 @@ def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
             unchanged since moseq wrote them (listed in `.moseq-outputs-fit.json`).
         callbacks: extra `fn(sweeps_done, state, trace)` called after each chunk (after the
             checkpoint); `trace` is that of the fit so far.
+        compile_cache: use JAX's persistent compilation cache (`compilation_cache`); None:
+            the config's `fitting.compile_cache`.
         coordinator, num_processes, process_id, heartbeat_timeout: fit across processes
             and hosts (`moseq.pipeline.initialize_distributed`): `"HOST:PORT"` of process 0,
             or `"auto"` under SLURM or Open MPI. Every process runs `fit` with the same
@@ -116,7 +120,10 @@ def fit(config_or_project, resume: bool = False, *, overwrite: bool = False,
             check_writable(project)  # a read-only folder fails now, not after the data and init
         if resume and not checkpoint_path.exists():
             bar.note(f"No checkpoint at {checkpoint_path}; starting a new fit.")
-        with jax.enable_x64(fitting.float64), across_processes(layout, checkpoint_path):
+        cache = fitting.compile_cache if compile_cache is None else compile_cache
+        with (jax.enable_x64(fitting.float64), compilation_cache(cache) as cache_folder,
+              across_processes(layout, checkpoint_path)):
+            bar.note(cache_note(cache_folder))
             bar.phase(f"loading the data of {project}")
             batch, recordings = layout.load(config)
             frames = sum(recording.num_frames for recording in recordings.values())
