@@ -15,7 +15,7 @@ import jax  # noqa: I001
 
 import moseq  # noqa: F401  (first: it configures XLA before JAX starts)
 
-SUITES = ("hmm", "kalman", "arhmm", "keypoint_slds")
+SUITES = ("hmm", "kalman", "arhmm", "keypoint_slds", "memory")
 
 
 def report(name: str, seconds: float | None, **extra) -> None:

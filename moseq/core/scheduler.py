@@ -12,6 +12,7 @@ the rest is static: `eqx.filter_jit`), so models sharing a block share its compi
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,7 @@ import numpy as np
 from jax.sharding import Mesh
 from jaxtyping import Array, Float
 
-from moseq.core import gibbs, sharding
+from moseq.core import gibbs, memory, sharding
 from moseq.core.block import RECORDING_INDEX, Data, GibbsBlock, State
 from moseq.core.plan import bind_plan, init_order, refer, validate_plan, writers
 from moseq.core.reduce import recording_mesh
@@ -65,6 +66,11 @@ class GibbsScheduler(eqx.Module):
             multiple of its size and spread over it; global parameters are replicated.
         frozen: names of blocks held fixed by default (after `init`) in `sweep` and `run`,
             e.g. parameters a model keeps at their initial value; `frozen=` there overrides.
+        chunk_frames: frames each device works on at once (whole recordings, at least one):
+            blocks sum statistics and draw recording-wise variables chunk by chunk, so the
+            working memory stays that of one chunk. Default None: sized to the device's
+            memory (`moseq.core.memory.automatic_chunk_frames`). The draws do not depend
+            on it; sums over recordings only change their order of additions.
 
     The state is a dict of arrays; `init`, `sweep` and `run` take and return it without
     changing their inputs. One sweep splits its key into one key per block; per-recording
@@ -79,9 +85,11 @@ class GibbsScheduler(eqx.Module):
     data_keys: tuple[str, ...] = eqx.field(static=True)
     mesh: Mesh | None = eqx.field(static=True)
     frozen: tuple[str, ...] = eqx.field(static=True)
+    chunk_frames: int | None = eqx.field(static=True)
 
     def __init__(self, blocks: Sequence[GibbsBlock], data_keys: Sequence[str] = ("mask",),
-                 mesh: Mesh | None = None, frozen: Sequence[str] = ()):
+                 mesh: Mesh | None = None, frozen: Sequence[str] = (),
+                 chunk_frames: int | None = None):
         bound = bind_plan(blocks)
         self.data_keys = tuple(data_keys)
         owners = validate_plan(bound, self.data_keys)
@@ -90,6 +98,7 @@ class GibbsScheduler(eqx.Module):
         self.blocks = tuple(refer(block) for block in bound)
         self.mesh = sharding.automatic_mesh(mesh)
         self.frozen = self._check_frozen(frozen)
+        self.chunk_frames = memory.check_chunk_frames(chunk_frames)
 
     # ---- plan ---------------------------------------------------------------------------
 
@@ -226,6 +235,19 @@ class GibbsScheduler(eqx.Module):
             state = sharding.place(state, per_recording, self.mesh)
         return padded, state, num_recordings
 
+    def recording_chunks(self, num_frames: int) -> gibbs.RecordingChunks:
+        """The chunks of recordings (of `num_frames` frames each, padded) that blocks work on:
+        `chunk_frames` (or the automatic size) // num_frames recordings, at least one."""
+        frames = self.chunk_frames or memory.automatic_chunk_frames(self.mesh)
+        return gibbs.RecordingChunks(max(1, frames // max(1, num_frames)),
+                                     frozenset(self.per_recording))
+
+    def _steps(self, padded: Data) -> tuple[Callable, Callable, Callable]:
+        """The compiled init, resample and log-prob steps, working in `recording_chunks`."""
+        chunks = self.recording_chunks(padded["mask"].shape[1])
+        return tuple(functools.partial(step, chunks=chunks) for step in (
+            _compiled_init_block, _compiled_resample_block, _compiled_log_prob))
+
     # ---- init, sweep, log joint ----------------------------------------------------------
 
     def init(self, key, data: Mapping[str, Array] | PreparedData,
@@ -242,7 +264,7 @@ class GibbsScheduler(eqx.Module):
         with recording_mesh(self.mesh):
             self._check_given_shapes(padded, given)
             state = gibbs.init_state(self.bound_blocks, as_key(key), padded, given,
-                                     mesh=self.mesh, step=_compiled_init_block)
+                                     mesh=self.mesh, step=self._steps(padded)[0])
         return sharding.unpad(state, self.per_recording, num_recordings)
 
     def _check_given(self, given: State | None) -> State:
@@ -291,7 +313,7 @@ class GibbsScheduler(eqx.Module):
         with recording_mesh(self.mesh):
             new_state, nonfinite = gibbs.sweep(self.bound_blocks, as_key(key), padded, state,
                                                frozen, mesh=self.mesh,
-                                               step=_compiled_resample_block)
+                                               step=self._steps(padded)[1])
         if bool(jnp.any(nonfinite)):
             block = self.block_names[int(jnp.argmax(nonfinite))]
             raise NumericalFailure(f"{block} produced a NaN or infinite value in this sweep.",
@@ -324,7 +346,7 @@ class GibbsScheduler(eqx.Module):
         """log p(data, state): the sum of every block's `log_prob`."""
         padded, state, _ = self._layout(data, dict(state))
         with recording_mesh(self.mesh):
-            return gibbs.log_joint(self.bound_blocks, padded, state, step=_compiled_log_prob)
+            return gibbs.log_joint(self.bound_blocks, padded, state, step=self._steps(padded)[2])
 
     # ---- run -----------------------------------------------------------------------------
 
@@ -358,6 +380,7 @@ class GibbsScheduler(eqx.Module):
         key = as_key(key)
         padded, state, num_recordings = self._layout(data, dict(state))
         blocks = self.bound_blocks
+        _, resample_step, log_prob_step = self._steps(padded)
         records: list[dict] = []
         started = time.perf_counter()
         for done in range(num_sweeps):
@@ -365,7 +388,7 @@ class GibbsScheduler(eqx.Module):
             with recording_mesh(self.mesh):
                 new_state, nonfinite = gibbs.sweep(
                     blocks, jax.random.fold_in(key, sweep_number), padded, state, frozen,
-                    mesh=self.mesh, step=_compiled_resample_block)
+                    mesh=self.mesh, step=resample_step)
                 nonfinite = np.asarray(nonfinite)
                 if nonfinite.any():
                     raise NumericalFailure(
@@ -377,8 +400,7 @@ class GibbsScheduler(eqx.Module):
                     )
                 state = new_state
                 records.append({
-                    "log_joint": gibbs.log_joint(blocks, padded, state,
-                                                 step=_compiled_log_prob),
+                    "log_joint": gibbs.log_joint(blocks, padded, state, step=log_prob_step),
                     **{name: _compiled_summary(fn, padded, state) for name, fn in summaries},
                 })
             if (done + 1) % chunk_size and done + 1 < num_sweeps:

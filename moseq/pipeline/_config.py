@@ -141,6 +141,10 @@ class FittingConfig:
         "stage).")
     float64: bool = _option(
         False, "bool", "Fit in float64 (slower, exact comparisons); false: float32.")
+    chunk_frames: int | None = _option(
+        None, "int", "Frames each device works on at once (whole recordings, at least one): "
+        "lower it if a fit does not fit in memory; unset: sized to the device's memory.",
+        optional=True)
 
 
 @dataclasses.dataclass
@@ -158,6 +162,7 @@ _SECTIONS = {"data": DataConfig, "model": ModelConfig, "fitting": FittingConfig,
 
 # Keys that may change between a checkpoint and --resume: they do not change the chain.
 RESUMABLE_KEYS = ("data.fps", "fitting.full_sweeps", "fitting.checkpoint_every",
+                  "fitting.chunk_frames",
                   "apply.num_sweeps", "apply.marginal_sweeps", "apply.seed")
 
 
@@ -253,6 +258,8 @@ class Config:
             positive("data.fps", self.data.fps)
         if self.data.seg_length is not None:
             positive("data.seg_length", self.data.seg_length)
+        if self.fitting.chunk_frames is not None:
+            positive("fitting.chunk_frames", self.fitting.chunk_frames)
         positive("data.seg_overlap", self.data.seg_overlap, allow_zero=True)
         try:
             check_heading_keypoints(self.data.anterior, self.data.posterior, names=(

@@ -12,6 +12,7 @@ import numpy as np
 
 from moseq._atomic import check_writable, remove_temporaries, write_folder
 from moseq.core import NumericalFailure
+from moseq.core.memory import estimate_memory
 from moseq.models.fitting import (
     concat_traces,
     fit_staged,
@@ -145,6 +146,7 @@ def _run_fit(config: Config, batch, checkpoint_path: Path, resume: bool, bar: Pr
     fitting = config.fitting
     bar.phase("building the model" if resume else "initialising the model")
     model = build_model(config, batch)
+    _check_memory(model, batch.data)
     ar_sweeps, total = fitting.ar_sweeps, fitting.ar_sweeps + fitting.full_sweeps
     chain_hash, data_hash = config.chain_hash(), _data_hash(batch)
     saved = {"sweeps": 0}
@@ -186,6 +188,17 @@ def _run_fit(config: Config, batch, checkpoint_path: Path, resume: bool, bar: Pr
         raise NumericalFailure(_nan_advice(failure, checkpoint_path, saved["sweeps"], config),
                                failure.state, failure.trace) from None
     return {k: np.asarray(v) for k, v in state.items()}, trace
+
+
+def _check_memory(model, data) -> None:
+    """Refuse, before anything compiles, a fit whose estimated memory exceeds the device's
+    (`moseq.core.memory.estimate_memory`), naming the remedies."""
+    estimate = estimate_memory(model, data)
+    if not estimate.fits:
+        raise MemoryError(
+            f"this fit needs about {estimate.describe()} available. Lower `fitting.chunk_frames`"
+            " (the working memory of one chunk), cut long recordings with `data.seg_length`, "
+            "lower `model.num_states`, or spread the recordings over more devices.")
 
 
 def _nan_advice(failure: NumericalFailure, checkpoint_path: Path, saved: int,

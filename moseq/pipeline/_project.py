@@ -131,7 +131,8 @@ def build_model(config: Config, batch):
     """The keypoint-SLDS of `config` for `batch` (kappa: `model.kappa_full`)."""
     return keypoint_slds(batch.anterior_idxs, batch.posterior_idxs,
                          keypoint_dim=int(batch.data["Y"].shape[-1]),
-                         keypoint_names=batch.keypoint_names, **config.model_kwargs())
+                         keypoint_names=batch.keypoint_names,
+                         chunk_frames=config.fitting.chunk_frames, **config.model_kwargs())
 
 
 def _metadata(config: Config, keypoint_names, fps, **extra) -> dict:
