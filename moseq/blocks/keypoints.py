@@ -227,12 +227,12 @@ class KeypointObservations(GaussianEmissions):
         """Σ over recordings of `fn(data, state)` for the recordings' own data and pose (Y,
         mask, x, v, h, s), chunk by chunk (`sum_over_recordings`): no (N, T, k, d)
         intermediate of all recordings at once."""
-        def chunk_sum(Y, mask, x, v, h, s):
-            return fn({"Y": Y, "mask": mask},
-                      {**state, "x": x, "v": v, "h": h, "s": s})
+        def chunk_sum(Y, mask, x, v, h, s, parameters):
+            return fn({"Y": Y, "mask": mask}, {**parameters, "x": x, "v": v, "h": h, "s": s})
 
         return sum_over_recordings(chunk_sum, data["Y"], data["mask"], state["x"],
-                                   state["v"], state["h"], state["s"])
+                                   state["v"], state["h"], state["s"],
+                                   shared={"Cd": state["Cd"], "sigmasq": state["sigmasq"]})
 
     def resample(self, key, data, state):
         def sums(data, state):

@@ -79,23 +79,35 @@ def _chunked_sum(fn, *arrays):
     return total
 
 
-def sum_over_recordings(fn, *arrays):
+def sum_over_recordings(fn, *arrays, shared=None):
     """`fn(*arrays)` for an `fn` that sums over the leading (recording) axis of its inputs,
     computed per device (and per chunk of recordings, within `recording_chunks`) and reduced
-    across the mesh when there is one. Chunks change the order of the additions only."""
+    across the mesh when there is one. Chunks change the order of the additions only.
+
+    With `shared` (a pytree of arrays without a recording axis, e.g. parameters) it is
+    `fn(*arrays, shared)`: pass what `fn` computes with this way, not by closure, since
+    closed-over arrays on a mesh cannot enter a `shard_map`'s computations.
+    """
     mesh = _CURRENT_MESH.get()
+
+    def chunked(*local_arrays):
+        if shared is None:
+            return _chunked_sum(fn, *local_arrays)
+        *local_arrays, local_shared = local_arrays
+        return _chunked_sum(lambda *a: fn(*a, local_shared), *local_arrays)
+
+    operands = arrays if shared is None else (*arrays, shared)
     if mesh is None:
-        return _chunked_sum(fn, *arrays)
+        return chunked(*operands)
 
     def local_sums(*local_arrays):
-        return jax.lax.psum(_chunked_sum(fn, *local_arrays), BATCH_AXIS)
+        return jax.lax.psum(chunked(*local_arrays), BATCH_AXIS)
 
-    return jax.shard_map(
-        local_sums,
-        mesh=mesh,
-        in_specs=tuple(PartitionSpec(BATCH_AXIS) for _ in arrays),
-        out_specs=PartitionSpec(),
-    )(*arrays)
+    specs = tuple(PartitionSpec(BATCH_AXIS) for _ in arrays)
+    if shared is not None:
+        specs = (*specs, jax.tree.map(lambda _: PartitionSpec(), shared))
+    return jax.shard_map(local_sums, mesh=mesh, in_specs=specs,
+                         out_specs=PartitionSpec())(*operands)
 
 
 def _chunked_map(fn, per_recording, shared):
@@ -127,9 +139,12 @@ def map_over_recordings(fn, per_recording, shared):
             return _chunked_map(fn, local, shared)
 
     batch, whole = PartitionSpec(BATCH_AXIS), PartitionSpec()
+    # Blocks' scans start from constants and carry per-recording values: not checked for
+    # varying manual axes (every output is per device, by construction).
     return jax.shard_map(
         local_map,
         mesh=mesh,
+        check_vma=False,
         in_specs=(jax.tree.map(lambda _: batch, per_recording),
                   jax.tree.map(lambda _: whole, shared)),
         out_specs=batch,
