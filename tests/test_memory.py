@@ -98,3 +98,24 @@ def test_estimate_grows_with_frames_and_names_its_parts(data):
     assert small.working == large.working == 2 * NUM_FRAMES * memory.WORKING_BYTES_PER_FRAME
     refused = memory.estimate_memory(model, data, available=2**20)
     assert not refused.fits and "of 0.00 GB" in refused.describe()
+
+
+def test_fit_that_does_not_fit_is_refused_before_compiling(tmp_path, monkeypatch):
+    from moseq import pipeline
+    from moseq.core import scheduler
+    from tests.test_pipeline import _project
+
+    project = _project(tmp_path / "p", fitting={"chunk_frames": 4096})
+    assert pipeline.Config.load(project).fitting.chunk_frames == 4096
+
+    def compiled(*args, **kwargs):
+        raise AssertionError("a block was compiled before the memory check")
+
+    monkeypatch.setattr(scheduler, "_compiled_init_block", compiled)
+    monkeypatch.setattr(memory, "device_memory_bytes", lambda device=None: 2**28)
+    with pytest.raises(MemoryError) as refusal:
+        pipeline.fit(project, progress=False, report=False)
+    message = str(refusal.value)
+    for remedy in ("fitting.chunk_frames", "data.seg_length", "model.num_states", "devices"):
+        assert remedy in message
+    assert "of 0.25 GB" in message
