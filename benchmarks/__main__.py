@@ -19,7 +19,7 @@ import jax  # noqa: I001
 
 import moseq  # noqa: F401  (first: it configures XLA before JAX starts)
 
-SUITES = ("hmm", "kalman", "arhmm", "keypoint_slds", "first_sweep", "scale")
+SUITES = ("hmm", "kalman", "arhmm", "keypoint_slds", "first_sweep", "memory", "scale")
 DEFAULT = SUITES[:-1]  # `scale` runs minutes to hours: only when asked for
 
 

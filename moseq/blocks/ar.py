@@ -162,8 +162,17 @@ class ARDynamics(StateLikelihoods):
     def log_prob(self, data, state):
         prior = jnp.sum(jax.vmap(mniw_log_prob, in_axes=(0, 0, None, None, None, None))(
             state["Ab"], state["Q"], self.nu_0, self.S_0, self.M_0, self.K_0))
-        frames = self.frame_log_likelihoods(data, state)
-        return prior + jnp.sum(jnp.where(self.scored_frames(data, state), frames, 0.0))
+        observed = "x" in data
+
+        def scored_sum(x, z, mask, parameters):
+            chunk_data = {"mask": mask, **({"x": x} if observed else {})}
+            chunk_state = {**parameters, "z": z, **({} if observed else {"x": x})}
+            frames = self.frame_log_likelihoods(chunk_data, chunk_state)
+            return jnp.sum(jnp.where(self.scored_frames(chunk_data, chunk_state), frames, 0.0))
+
+        return prior + sum_over_recordings(scored_sum, self._trajectory(data, state),
+                                           state["z"], data["mask"],
+                                           shared={"Ab": state["Ab"], "Q": state["Q"]})
 
     def sample_data(self, key, state) -> Data:
         """Simulate observed `x` (N, T, D) given `z`, `Ab`, `Q` and the mask: the AR

@@ -42,6 +42,7 @@ class KalmanLatents(GibbsBlock):
     writes: ClassVar = ("x",)
     prior_reads: ClassVar = ("z", "Ab", "Q", "mask")
     per_recording: ClassVar = ("x",)
+    recording_wise: ClassVar = True
 
     def __check_init__(self):
         if not isinstance(self.dynamics, ARDynamics | Provider):

@@ -223,12 +223,23 @@ class KeypointObservations(GaussianEmissions):
         return {"Cd": jnp.concatenate([C, mean[:, None]], axis=1),
                 "sigmasq": jnp.full(k, self.sigmasq_init, Y.dtype)}
 
-    def resample(self, key, data, state):
-        def sums(errors, s, mask):
-            return jnp.sum(errors / s, axis=(0, 1)), jnp.sum(mask > 0)
+    def _sum_over_frames(self, fn, data: Data, state: State):
+        """Σ over recordings of `fn(data, state)` for the recordings' own data and pose (Y,
+        mask, x, v, h, s), chunk by chunk (`sum_over_recordings`): no (N, T, k, d)
+        intermediate of all recordings at once."""
+        def chunk_sum(Y, mask, x, v, h, s, parameters):
+            return fn({"Y": Y, "mask": mask}, {**parameters, "x": x, "v": v, "h": h, "s": s})
 
-        weighted, frames = sum_over_recordings(sums, self.squared_errors(data, state),
-                                               state["s"], data["mask"])
+        return sum_over_recordings(chunk_sum, data["Y"], data["mask"], state["x"],
+                                   state["v"], state["h"], state["s"],
+                                   shared={"Cd": state["Cd"], "sigmasq": state["sigmasq"]})
+
+    def resample(self, key, data, state):
+        def sums(data, state):
+            errors = self.squared_errors(data, state)
+            return jnp.sum(errors / state["s"], axis=(0, 1)), jnp.sum(data["mask"] > 0)
+
+        weighted, frames = self._sum_over_frames(sums, data, state)
         degs = self.nu_sigma + data["Y"].shape[-1] * frames
         sigmasq = sample_scaled_inv_chi2(key, degs,
                                          (self.nu_sigma * self.sigmasq_0 + weighted) / degs)
@@ -250,12 +261,15 @@ class KeypointObservations(GaussianEmissions):
         """log p(Y | x, v, h, s, sigmasq) over unmasked frames + the prior of sigmasq (Cd is a
         fixed parameter and has no prior term)."""
         d = data["Y"].shape[-1]
-        variances = self.variances(state)
-        frames = (data["mask"] > 0)[..., None]
-        likelihood = -0.5 * (self.squared_errors(data, state) / variances
-                             + d * jnp.log(2 * jnp.pi * variances)) * frames
+
+        def likelihood(data, state):
+            variances = self.variances(state)
+            frames = (data["mask"] > 0)[..., None]
+            return jnp.sum(-0.5 * (self.squared_errors(data, state) / variances
+                                   + d * jnp.log(2 * jnp.pi * variances)) * frames)
+
         prior = scaled_inv_chi2_log_prob(state["sigmasq"], self.nu_sigma, self.sigmasq_0)
-        return jnp.sum(prior) + jnp.sum(likelihood)
+        return jnp.sum(prior) + self._sum_over_frames(likelihood, data, state)
 
     def sample_data(self, key, state):
         k = state["sigmasq"].shape[0]
@@ -284,6 +298,7 @@ class KeypointHeading(_PoseBlock):
     init_reads: ClassVar = ("Y",)
     prior_reads: ClassVar = ("mask",)
     per_recording: ClassVar = ("h",)
+    recording_wise: ClassVar = True
 
     def init(self, key, data, state):
         """The heading from the posterior to the anterior keypoints (0 if `fixed`)."""
@@ -337,6 +352,7 @@ class KeypointCentroid(_PoseBlock):
     init_reads: ClassVar = ("Y",)
     prior_reads: ClassVar = ("mask",)
     per_recording: ClassVar = ("v",)
+    recording_wise: ClassVar = True
 
     def __check_init__(self):
         check_positive("sigmasq_loc", self.sigmasq_loc)
@@ -396,6 +412,7 @@ class KeypointNoiseScales(_PoseBlock):
     init_reads: ClassVar = ("Y", "conf", "mask", "x", "v", "h", "Cd", "sigmasq")
     prior_reads: ClassVar = ("mask", "sigmasq", "conf")
     per_recording: ClassVar = ("s",)
+    recording_wise: ClassVar = True
 
     def __check_init__(self):
         check_positive("nu_s", self.nu_s)

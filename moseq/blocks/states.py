@@ -33,6 +33,7 @@ class HMMStates(GibbsBlock):
     writes: ClassVar = ("z",)
     prior_reads: ClassVar = ("pi", "mask")
     per_recording: ClassVar = ("z",)
+    recording_wise: ClassVar = True
 
     def __check_init__(self):
         if not isinstance(self.likelihood, StateLikelihoods | Provider):

@@ -46,6 +46,9 @@ class GibbsBlock(eqx.Module):
             draw); `init` also sees the data its other methods read.
         prior_reads: its parents in the generative model, which `sample_prior` reads.
         per_recording: the subset of `writes` with a leading recording axis (N, ...).
+        recording_wise: True if `init` and `resample` draw every recording from its own
+            data and per-recording variables (and the global ones) alone, so the scheduler
+            may call them on chunks of recordings to bound their memory (default False).
 
     Field:
         name: the block's name in a plan (default: its class name), used by `frozen=`,
@@ -65,6 +68,7 @@ class GibbsBlock(eqx.Module):
     init_reads: ClassVar[tuple[str, ...]] = ()
     prior_reads: ClassVar[tuple[str, ...]] = ()
     per_recording: ClassVar[tuple[str, ...]] = ()
+    recording_wise: ClassVar[bool] = False
 
     name: str = eqx.field(default="GibbsBlock", static=True, kw_only=True)
 

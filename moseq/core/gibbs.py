@@ -12,6 +12,7 @@ compiles whole chains of them as one program.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,7 @@ from moseq.core.block import (
     visible,
 )
 from moseq.core.plan import PlanError, init_order, writers
+from moseq.core.reduce import map_over_recordings, recording_chunks
 
 
 class UndeclaredRead(PlanError):
@@ -81,25 +83,60 @@ def nonfinite(updates: State) -> Bool[Array, ""]:
     return jnp.any(jnp.stack(flags)) if flags else jnp.zeros((), bool)
 
 
+class RecordingChunks(NamedTuple):
+    """How many recordings of each device a block works on at once (`size`), and which state
+    variables have a recording axis (`per_recording`, with the data they are cut along)."""
+
+    size: int
+    per_recording: frozenset[str]
+
+
+def _call_in_chunks(block: GibbsBlock, method: str, key, data: Data, state: State,
+                    chunks: RecordingChunks | None, mesh: Mesh | None):
+    """`call_block(block, method, ...)` (`init` or `resample`), on chunks of `chunks.size`
+    recordings of each device when the block is `recording_wise` and a device holds more."""
+    num_recordings = data["mask"].shape[0] // (1 if mesh is None else
+                                               mesh.shape[sharding.BATCH_AXIS])
+    with recording_chunks(None if chunks is None else chunks.size):
+        if chunks is None or not block.recording_wise or num_recordings <= chunks.size:
+            return call_block(block, method, key, data, state)
+        key, data_view, state_view = method_inputs(block, method, key, data, state)
+        local = {k: v for k, v in state_view.items() if k in chunks.per_recording}
+        shared = {k: v for k, v in state_view.items() if k not in chunks.per_recording}
+
+        def draw(recordings, shared):
+            chunk_state = {**shared["state"], **recordings["state"]}
+            return invoke(block, method, (shared["key"], recordings["data"], chunk_state),
+                          data, state)
+
+        return map_over_recordings(draw, {"data": data_view, "state": local},
+                                   {"key": key, "state": shared})
+
+
 def resample_block(block: GibbsBlock, key, data: Data, state: State, *,
-                   mesh: Mesh | None = None) -> tuple[State, Bool[Array, ""]]:
+                   mesh: Mesh | None = None, chunks: RecordingChunks | None = None,
+                   ) -> tuple[State, Bool[Array, ""]]:
     """A block's draw in a sweep (its per-recording outputs laid out over `mesh`) and whether
-    it holds a NaN or inf."""
-    updates = call_block(block, "resample", key, data, state)
+    it holds a NaN or inf. With `chunks`, sums over recordings and the draws of a
+    `recording_wise` block take `chunks.size` recordings at a time (the same draws)."""
+    updates = _call_in_chunks(block, "resample", key, data, state, chunks, mesh)
     updates = sharding.constrain(updates, set(block.per_recording), mesh)
     return updates, nonfinite(updates)
 
 
 def init_block(block: GibbsBlock, key, data: Data, state: State, *,
-               mesh: Mesh | None = None) -> State:
-    """A block's first values (its per-recording outputs laid out over `mesh`)."""
-    updates = call_block(block, "init", key, data, state)
+               mesh: Mesh | None = None, chunks: RecordingChunks | None = None) -> State:
+    """A block's first values (its per-recording outputs laid out over `mesh`), in `chunks`
+    as `resample_block`."""
+    updates = _call_in_chunks(block, "init", key, data, state, chunks, mesh)
     return sharding.constrain(updates, set(block.per_recording), mesh)
 
 
-def block_log_prob(block: GibbsBlock, data: Data, state: State) -> Float[Array, ""]:
-    """A block's term of the log joint."""
-    return call_block(block, "log_prob", None, data, state)
+def block_log_prob(block: GibbsBlock, data: Data, state: State, *,
+                   chunks: RecordingChunks | None = None) -> Float[Array, ""]:
+    """A block's term of the log joint (its sums over recordings in `chunks`)."""
+    with recording_chunks(None if chunks is None else chunks.size):
+        return call_block(block, "log_prob", None, data, state)
 
 
 def sweep(blocks: Sequence[GibbsBlock], key, data: Data, state: State,
@@ -163,6 +200,7 @@ def sample_data(blocks: Sequence[GibbsBlock], key, state: State, data: Data) -> 
 
 
 def log_joint(blocks: Sequence[GibbsBlock], data: Data, state: State, *,
-              step: Callable = block_log_prob) -> Float[Array, ""]:
-    """log p(data, state): the sum of every block's `log_prob`, through `step`."""
-    return sum(step(block, data, state) for block in blocks)
+              chunks: RecordingChunks | None = None) -> Float[Array, ""]:
+    """log p(data, state): the sum of every block's `log_prob` (`block_log_prob`, its sums
+    over recordings in `chunks`)."""
+    return sum(block_log_prob(block, data, state, chunks=chunks) for block in blocks)

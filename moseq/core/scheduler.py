@@ -13,6 +13,7 @@ the rest is static: `eqx.filter_jit`), so models sharing a block share its compi
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +26,7 @@ import numpy as np
 from jax.sharding import Mesh
 from jaxtyping import Array, Float
 
-from moseq.core import gibbs, sharding
+from moseq.core import gibbs, memory, sharding
 from moseq.core.block import RECORDING_INDEX, Data, GibbsBlock, State
 from moseq.core.plan import bind_plan, init_order, refer, validate_plan, writers
 from moseq.core.reduce import recording_mesh
@@ -66,6 +67,11 @@ class GibbsScheduler(eqx.Module):
             multiple of its size and spread over it; global parameters are replicated.
         frozen: names of blocks held fixed by default (after `init`) in `sweep` and `run`,
             e.g. parameters a model keeps at their initial value; `frozen=` there overrides.
+        chunk_frames: frames each device works on at once (whole recordings, at least one):
+            blocks sum statistics and draw recording-wise variables chunk by chunk, so the
+            working memory stays that of one chunk. Default None: sized to the device's
+            memory (`moseq.core.memory.automatic_chunk_frames`). The draws do not depend
+            on it; sums over recordings only change their order of additions.
 
     The state is a dict of arrays; `init`, `sweep` and `run` take and return it without
     changing their inputs. One sweep splits its key into one key per block; per-recording
@@ -80,9 +86,11 @@ class GibbsScheduler(eqx.Module):
     data_keys: tuple[str, ...] = eqx.field(static=True)
     mesh: Mesh | None = eqx.field(static=True)
     frozen: tuple[str, ...] = eqx.field(static=True)
+    chunk_frames: int | None = eqx.field(static=True)
 
     def __init__(self, blocks: Sequence[GibbsBlock], data_keys: Sequence[str] = ("mask",),
-                 mesh: Mesh | None = None, frozen: Sequence[str] = ()):
+                 mesh: Mesh | None = None, frozen: Sequence[str] = (),
+                 chunk_frames: int | None = None):
         bound = bind_plan(blocks)
         self.data_keys = tuple(data_keys)
         owners = validate_plan(bound, self.data_keys)
@@ -91,6 +99,7 @@ class GibbsScheduler(eqx.Module):
         self.blocks = tuple(refer(block) for block in bound)
         self.mesh = sharding.automatic_mesh(mesh)
         self.frozen = self._check_frozen(frozen)
+        self.chunk_frames = memory.check_chunk_frames(chunk_frames)
 
     # ---- plan ---------------------------------------------------------------------------
 
@@ -257,6 +266,20 @@ class GibbsScheduler(eqx.Module):
             state = sharding.place(state, per_recording, self.mesh)
         return padded, state, num_recordings
 
+    def recording_chunks(self, num_frames: int) -> gibbs.RecordingChunks:
+        """The chunks of recordings (of `num_frames` frames each, padded) that blocks work on:
+        `chunk_frames` (or the automatic size) // num_frames recordings, at least one."""
+        frames = self.chunk_frames or memory.automatic_chunk_frames(self.mesh)
+        return gibbs.RecordingChunks(max(1, frames // max(1, num_frames)),
+                                     frozenset(self.per_recording))
+
+    def _steps(self, padded: Data) -> tuple[Callable, Callable, Callable]:
+        """The compiled init and resample steps of a block and the compiled log joint,
+        working in `recording_chunks`."""
+        chunks = self.recording_chunks(padded["mask"].shape[1])
+        return tuple(functools.partial(step, chunks=chunks) for step in (
+            _compiled_init_block, _compiled_resample_block, _compiled_log_joint))
+
     # ---- init, sweep, log joint ----------------------------------------------------------
 
     def init(self, key, data: Mapping[str, Array] | PreparedData,
@@ -273,7 +296,7 @@ class GibbsScheduler(eqx.Module):
         with recording_mesh(self.mesh):
             self._check_given_shapes(padded, given)
             state = gibbs.init_state(self.bound_blocks, as_key(key), padded, given,
-                                     mesh=self.mesh, step=_compiled_init_block)
+                                     mesh=self.mesh, step=self._steps(padded)[0])
         return sharding.unpad(state, self.per_recording, num_recordings)
 
     def _check_given(self, given: State | None) -> State:
@@ -322,7 +345,7 @@ class GibbsScheduler(eqx.Module):
         with recording_mesh(self.mesh):
             new_state, nonfinite = gibbs.sweep(self.bound_blocks, as_key(key), padded, state,
                                                frozen, mesh=self.mesh,
-                                               step=_compiled_resample_block)
+                                               step=self._steps(padded)[1])
         if bool(jnp.any(nonfinite)):
             block = self.block_names[int(jnp.argmax(nonfinite))]
             raise NumericalFailure(f"{block} produced a NaN or infinite value in this sweep.",
@@ -355,7 +378,7 @@ class GibbsScheduler(eqx.Module):
         """log p(data, state): the sum of every block's `log_prob`."""
         padded, state, _ = self._layout(data, dict(state))
         with recording_mesh(self.mesh):
-            return _compiled_log_joint(self.bound_blocks, padded, state)
+            return self._steps(padded)[2](self.bound_blocks, padded, state)
 
     # ---- run -----------------------------------------------------------------------------
 
@@ -390,13 +413,14 @@ class GibbsScheduler(eqx.Module):
         key = as_key(key)
         padded, state, num_recordings = self._layout(data, dict(state))
         blocks = self.bound_blocks
+        _, resample_step, log_joint_step = self._steps(padded)
         records: list[dict] = []
         first_sweep_end = None  # the first sweep compiles: the rate counts from its end
 
         def one_sweep(sweep_number, state):
             with recording_mesh(self.mesh):
                 return gibbs.sweep(blocks, jax.random.fold_in(key, sweep_number), padded, state,
-                                   frozen, mesh=self.mesh, step=_compiled_resample_block)
+                                   frozen, mesh=self.mesh, step=resample_step)
 
         # The NaN flags are read once per chunk, not after every sweep, so that the host never
         # waits for the device between sweeps; a failure replays the chunk (the chain is
@@ -407,7 +431,7 @@ class GibbsScheduler(eqx.Module):
             chunk_flags.append(nonfinite)
             with recording_mesh(self.mesh):
                 records.append({
-                    "log_joint": _compiled_log_joint(blocks, padded, state),
+                    "log_joint": log_joint_step(blocks, padded, state),
                     **{name: _compiled_summary(fn, padded, state) for name, fn in summaries},
                 })
                 if first_sweep_end is None:

@@ -27,8 +27,8 @@ def arhmm_blocks(latent_dim: int, *, num_states: int = 100, nlags: int = 3, alph
     return transition_block, dynamics, HMMStates(dynamics)
 
 
-def arhmm(latent_dim: int, *, mesh: Mesh | None = None, **hyperparameters
-          ) -> GibbsScheduler:
+def arhmm(latent_dim: int, *, mesh: Mesh | None = None, chunk_frames: int | None = None,
+          **hyperparameters) -> GibbsScheduler:
     """A ready AR-HMM sampler for data `{"x": (N, T, latent_dim), "mask": (N, T)}`.
 
     Each sweep resamples the transitions (`betas`, `pi` with `transitions="hdp"`, or `pi`
@@ -37,6 +37,8 @@ def arhmm(latent_dim: int, *, mesh: Mesh | None = None, **hyperparameters
     Hyperparameters (keywords of `arhmm_blocks`) default to the established MoSeq values
     (see its signature).
     Pass `mesh` (a `jax.sharding.Mesh` with a "batch" axis) to spread recordings over devices.
+    Pass `chunk_frames` to set how many frames each device works on at once (default:
+    sized to its memory; see `GibbsScheduler`).
     """
     return GibbsScheduler(arhmm_blocks(latent_dim, **hyperparameters), data_keys=("x", "mask"),
-                          mesh=mesh)
+                          mesh=mesh, chunk_frames=chunk_frames)

@@ -44,6 +44,7 @@ def keypoint_slds(
     parallel: bool = False,
     jitter: float = 1e-3,
     mesh: Mesh | None = None,
+    chunk_frames: int | None = None,
     **hyperparameters,
 ) -> GibbsScheduler:
     """A ready keypoint-SLDS sampler for data `{"Y": (N, T, k, 2 or 3), "conf": (N, T, k)
@@ -71,6 +72,8 @@ def keypoint_slds(
     a `moseq.io.DataWarning` if few do or a keypoint mostly does not). In 3-D the heading
     turns about `vertical_axis` (0, 1, 2: x, y, z); see the 3-D page of the docs for the
     conventions (vertical axis, units of the noise prior, when to fix the heading).
+    Pass `chunk_frames` to set how many frames each device works on at once (default:
+    sized to its memory; see `GibbsScheduler`).
     """
     transitions, dynamics, states = arhmm_blocks(latent_dim, **hyperparameters)
     observations = KeypointObservations(
@@ -87,4 +90,5 @@ def keypoint_slds(
         KeypointNoiseScales(observations, nu_s=nu_s, slope=slope, intercept=intercept),
     ]
     frozen = () if resample_sigmasq else ("KeypointObservations",)
-    return GibbsScheduler(blocks, data_keys=("Y", "conf", "mask"), mesh=mesh, frozen=frozen)
+    return GibbsScheduler(blocks, data_keys=("Y", "conf", "mask"), mesh=mesh, frozen=frozen,
+                          chunk_frames=chunk_frames)

@@ -19,6 +19,7 @@ def slds(
     parallel: bool = False,
     jitter: float = 0.0,
     mesh: Mesh | None = None,
+    chunk_frames: int | None = None,
     **hyperparameters,
 ) -> GibbsScheduler:
     """A ready SLDS sampler for data `{"Y": (N, T, obs), "mask": (N, T)}`.
@@ -30,6 +31,8 @@ def slds(
     the latent space for x, then draws the rest from the prior and z by FFBS.
     `hyperparameters` are those of `moseq.models.arhmm` (num_states, nlags, alpha, kappa,
     gamma, S_0_scale, K_0_scale, transitions, beta).
+    Pass `chunk_frames` to set how many frames each device works on at once (default:
+    sized to its memory; see `GibbsScheduler`).
     """
     Cd = np.asarray(Cd)
     if Cd.ndim != 2 or Cd.shape[1] < 2:
@@ -39,4 +42,5 @@ def slds(
     emissions = LinearGaussianObservations(Cd=Cd, nu_sigma=nu_sigma, sigmasq_0=sigmasq_0)
     latents = KalmanLatents(dynamics, emissions, parallel=parallel, jitter=jitter)
     return GibbsScheduler([transitions, dynamics, states, emissions, latents],
-                          data_keys=("Y", "mask"), mesh=mesh)
+                          data_keys=("Y", "mask"), mesh=mesh,
+                          chunk_frames=chunk_frames)

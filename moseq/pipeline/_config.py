@@ -149,6 +149,10 @@ class FittingConfig:
         "(`moseq fit` and `moseq apply`; folder: $MOSEQ_COMPILATION_CACHE, else "
         "$XDG_CACHE_HOME/moseq/jax or ~/.cache/moseq/jax), so the next run of the same "
         "shapes starts without compiling; false: compile afresh every run.")
+    chunk_frames: int | None = _option(
+        None, "int", "Frames each device works on at once (whole recordings, at least one): "
+        "lower it if a fit does not fit in memory; unset: sized to the device's memory.",
+        optional=True)
 
 
 @dataclasses.dataclass
@@ -166,8 +170,8 @@ _SECTIONS = {"data": DataConfig, "model": ModelConfig, "fitting": FittingConfig,
 
 # Keys that may change between a checkpoint and --resume: they do not change the chain.
 RESUMABLE_KEYS = ("data.fps", "fitting.full_sweeps", "fitting.checkpoint_every",
-                  "fitting.compile_cache", "apply.num_sweeps", "apply.marginal_sweeps",
-                  "apply.seed")
+                  "fitting.compile_cache", "fitting.chunk_frames", "apply.num_sweeps",
+                  "apply.marginal_sweeps", "apply.seed")
 
 
 class ConfigError(ValueError):
@@ -266,6 +270,8 @@ class Config:
             positive("data.fps", self.data.fps)
         if self.data.seg_length is not None:
             positive("data.seg_length", self.data.seg_length)
+        if self.fitting.chunk_frames is not None:
+            positive("fitting.chunk_frames", self.fitting.chunk_frames)
         positive("data.seg_overlap", self.data.seg_overlap, allow_zero=True)
         try:
             check_heading_keypoints(self.data.anterior, self.data.posterior, names=(

@@ -12,6 +12,7 @@ import numpy as np
 
 from moseq._atomic import check_writable, remove_temporaries, write_folder
 from moseq.core import NumericalFailure
+from moseq.core.memory import estimate_memory
 from moseq.models.fitting import (
     concat_traces,
     fit_staged,
@@ -190,6 +191,7 @@ def _run_fit(config: Config, batch, checkpoint_path: Path, resume: bool, bar: Pr
     fitting = config.fitting
     bar.phase("building the model" if resume else "initialising the model")
     model = layout.model(config, batch)
+    _check_memory(model, batch.data)
     data = layout.prepare(model, batch)
     ar_sweeps, total = fitting.ar_sweeps, fitting.ar_sweeps + fitting.full_sweeps
     chain_hash, data_hash = config.chain_hash(), layout.data_hash(batch)
@@ -236,6 +238,17 @@ def _run_fit(config: Config, batch, checkpoint_path: Path, resume: bool, bar: Pr
         raise NumericalFailure(_nan_advice(failure, checkpoint_path, saved["sweeps"], config),
                                failure.state, failure.trace) from None
     return layout.result(state), trace, model, data
+
+
+def _check_memory(model, data) -> None:
+    """Refuse, before anything compiles, a fit whose estimated memory exceeds the device's
+    (`moseq.core.memory.estimate_memory`), naming the remedies."""
+    estimate = estimate_memory(model, data)
+    if not estimate.fits:
+        raise MemoryError(
+            f"this fit needs about {estimate.describe()} available. Lower `fitting.chunk_frames`"
+            " (the working memory of one chunk), cut long recordings with `data.seg_length`, "
+            "lower `model.num_states`, or spread the recordings over more devices.")
 
 
 def _nan_advice(failure: NumericalFailure, checkpoint_path: Path, saved: int,

@@ -133,7 +133,7 @@ def build_model(config: Config, batch, mesh=None):
     return keypoint_slds(batch.anterior_idxs, batch.posterior_idxs,
                          keypoint_dim=int(batch.data["Y"].shape[-1]),
                          keypoint_names=batch.keypoint_names, mesh=mesh,
-                         **config.model_kwargs())
+                         chunk_frames=config.fitting.chunk_frames, **config.model_kwargs())
 
 
 def _metadata(config: Config, keypoint_names, fps, **extra) -> dict:
