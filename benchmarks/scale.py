@@ -8,7 +8,8 @@ memory is that fit's alone. Per line:
 
 - `first_s`: from constructing the model (data already in memory) to the end of the first
   full sweep: data preparation, init, compilation and the sweep; `init_s` is its init part.
-- `s/sweep`: the median of `--sweeps` further sweeps (compiled), the public `model.sweep`.
+- `s/sweep`: the median of `--sweeps` further sweeps (compiled), each a `model.run` of one
+  sweep as a fit makes it (with its log joint); jax-moseq's `resample_model`.
 - `rss_mb`: the process's peak resident set size; `data_mb` its resident size once JAX is
   imported and the data are made. On a GPU also `device_mb`, the device's peak bytes in use
   (`memory_stats()`).
@@ -121,8 +122,8 @@ def measure_moseq(model_name: str, frames: int, num_sweeps: int) -> dict:
     state = jax.block_until_ready(model.init(0, prepared))
     init_s = time.perf_counter() - start
 
-    def sweep(i, state):
-        return model.sweep(jax.random.key(i), prepared, state)
+    def sweep(i, state):  # a sweep of `run`, as a fit makes it: with the log-joint trace
+        return model.run(i, prepared, state, 1, progress=False)[0]
 
     state = jax.block_until_ready(sweep(0, state))
     first_s = time.perf_counter() - start
