@@ -150,11 +150,18 @@ def syllable_order_of(results: Mapping[str, Mapping[str, np.ndarray]], num_state
     (`moseq.ops.labels.frequency_order` over the recordings' exported frames: 0 is the most
     used, counted by runs unless `runlength=False`, a run ending where frames are missing;
     unused states come last)."""
+    return frequency_order(syllable_stretches(results), num_states=num_states,
+                           runlength=runlength)
+
+
+def syllable_stretches(results: Mapping[str, Mapping[str, np.ndarray]]) -> list[np.ndarray]:
+    """The syllables of `results` in stretches of consecutive frames (a recording split
+    where frames are missing), for run counts and durations that never span a gap."""
     stretches = []
     for table in results.values():
         gaps = np.flatnonzero(np.diff(table["frame"]) != 1) + 1
         stretches += np.split(np.asarray(table["syllable"]), gaps)
-    return frequency_order(stretches, num_states=num_states, runlength=runlength)
+    return stretches
 
 
 def renumber(results: Mapping[str, Mapping[str, np.ndarray]],

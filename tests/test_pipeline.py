@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import h5py
@@ -522,3 +523,23 @@ def test_syllable_numbers_belong_to_the_fitted_model(fitted, tmp_path):
                                                               table["frame"])]
     direct, best = _agreement(table["syllable"], reference, num_states=10)
     assert direct >= best - 0.02 and direct > 0.3, (direct, best)
+
+
+def test_flickering_syllables_get_a_warning_naming_the_remedies():
+    from moseq.io import DataWarning
+    from moseq.pipeline._fit import _warn_if_flickering
+
+    config = Config.from_dict({"data": {"paths": ["x"], "anterior": ["a"], "posterior": ["b"]}})
+    frames = np.arange(40)
+    flicker = {"r": {"frame": frames, "syllable": frames % 2}}
+    with pytest.warns(DataWarning, match=r"median duration is 1 frame.*\(0.0333 s\).*40 runs.*"
+                      r"latent_dim.*num_states.*kappa_full"):
+        _warn_if_flickering(flicker, config, fps=30.0)
+    # Runs of 4 frames are syllables; runs that a gap cuts to 1 frame are counted as such.
+    steady = {"r": {"frame": frames, "syllable": frames // 4 % 2}}
+    gapped = {"r": {"frame": np.arange(0, 80, 2), "syllable": frames // 4 % 2}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_if_flickering(steady, config, fps=None)
+    with pytest.warns(DataWarning, match="median duration is 1 frame"):
+        _warn_if_flickering(gapped, config, fps=None)

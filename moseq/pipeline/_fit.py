@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,31 @@ def _run_fit(config: Config, batch, checkpoint_path: Path, resume: bool, bar: Pr
     return layout.result(state), trace, model, data
 
 
+FLICKER_FRAMES = 2
+"""A fit whose median syllable lasts at most this many frames gets a `DataWarning`."""
+
+
+def _warn_if_flickering(results, config: Config, fps: float | None) -> None:
+    """Warn when the syllables flicker (median duration <= FLICKER_FRAMES frames), as the
+    defaults do on a short clip whose aligned poses have few real dimensions."""
+    import moseq.export
+    from moseq.io import DataWarning
+    from moseq.ops import get_durations
+
+    durations = get_durations(moseq.export.syllable_stretches(results))
+    median = float(np.median(durations)) if len(durations) else 0.0
+    if median > FLICKER_FRAMES:
+        return
+    seconds = "" if fps is None else f" ({median / fps:.3g} s)"
+    warnings.warn(DataWarning(
+        f"The fitted syllables flicker: their median duration is {median:g} frame(s)"
+        f"{seconds}, over {len(durations)} runs. The model is too large for these data: keep "
+        f"`model.latent_dim` ({config.model.latent_dim}) to the PCA components above the "
+        f"tracking noise (often 3-6 for head-fixed animals), lower `model.num_states` "
+        f"({config.model.num_states}) for a short clip, or raise `model.kappa_full` "
+        f"({config.model.kappa_full:g}); see docs/concepts/three_d.md."), stacklevel=3)
+
+
 def _check_memory(model, data) -> None:
     """Refuse, before anything compiles, a fit whose estimated memory exceeds the device's
     (`moseq.core.memory.estimate_memory`), naming the remedies."""
@@ -287,6 +313,7 @@ def _write_outputs(config: Config, project: Path, batch, fps: float | None, stat
                                                     relabel=False)
         syllable_order = moseq.export.syllable_order_of(states, config.model.num_states)
         results = moseq.export.renumber(states, syllable_order)
+        _warn_if_flickering(results, config, fps)
         if export:
             save_model(project / MODEL_NAME, FittedModel(
                 params={k: np.asarray(v) for k, v in parameters(model, state).items()},
