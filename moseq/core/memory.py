@@ -38,12 +38,25 @@ def device_memory_bytes(device: jax.Device | None = None) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def smallest_memory_bytes(devices: tuple[jax.Device, ...]) -> int:
+    """The smallest `device_memory_bytes` of `devices`. Each process reads its own devices'
+    (JAX reports only those); across processes the minimum is gathered, so every process
+    gets the same figure and compiles the same programs."""
+    local = [d for d in devices if d.process_index == jax.process_index()]
+    memory = min(device_memory_bytes(device) for device in local)
+    if len(local) < len(devices):
+        from jax.experimental import multihost_utils
+
+        memory = int(np.min(multihost_utils.process_allgather(np.int64(memory))))
+    return memory
+
+
 def automatic_chunk_frames(mesh: Mesh | None = None) -> int:
     """Frames per chunk for the devices of `mesh` (default: the first device): the smallest
     device's memory times `CHUNK_SHARE` over `WORKING_BYTES_PER_FRAME`, within
     [`MIN_CHUNK_FRAMES`, `MAX_CHUNK_FRAMES`]."""
-    devices = [jax.devices()[0]] if mesh is None else list(mesh.devices.flat)
-    memory = min(device_memory_bytes(device) for device in devices)
+    devices = (jax.devices()[0],) if mesh is None else tuple(mesh.devices.flat)
+    memory = smallest_memory_bytes(devices)
     frames = int(memory * CHUNK_SHARE) // WORKING_BYTES_PER_FRAME
     return max(MIN_CHUNK_FRAMES, min(MAX_CHUNK_FRAMES, frames))
 
@@ -117,9 +130,8 @@ def estimate_memory(scheduler, data, available: int | None = None) -> MemoryEsti
     chunk = scheduler.recording_chunks(num_frames).size
     chunk_frames = min(chunk, -(-num_recordings // devices)) * num_frames
     if available is None:
-        mesh_devices = [jax.devices()[0]] if scheduler.mesh is None else \
-            list(scheduler.mesh.devices.flat)
-        available = min(device_memory_bytes(device) for device in mesh_devices)
+        available = smallest_memory_bytes((jax.devices()[0],) if scheduler.mesh is None
+                                          else tuple(scheduler.mesh.devices.flat))
     return MemoryEstimate(data=_nbytes(padded) // devices,
                           state=STATE_COPIES * state + shared,
                           working=chunk_frames * WORKING_BYTES_PER_FRAME,

@@ -192,8 +192,8 @@ def _run_fit(config: Config, batch, checkpoint_path: Path, resume: bool, bar: Pr
     fitting = config.fitting
     bar.phase("building the model" if resume else "initialising the model")
     model = layout.model(config, batch)
-    _check_memory(model, batch.data)
     data = layout.prepare(model, batch)
+    _check_memory(model, data)  # of the global data, whichever process holds which rows
     ar_sweeps, total = fitting.ar_sweeps, fitting.ar_sweeps + fitting.full_sweeps
     chain_hash, data_hash = config.chain_hash(), layout.data_hash(batch)
     saved = {"sweeps": 0}
