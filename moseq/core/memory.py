@@ -8,6 +8,7 @@ at about `WORKING_BYTES_PER_FRAME` bytes per frame, is kept under `CHUNK_SHARE` 
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import NamedTuple
 
@@ -44,11 +45,16 @@ def smallest_memory_bytes(devices: tuple[jax.Device, ...]) -> int:
     gets the same figure and compiles the same programs."""
     local = [d for d in devices if d.process_index == jax.process_index()]
     memory = min(device_memory_bytes(device) for device in local)
-    if len(local) < len(devices):
-        from jax.experimental import multihost_utils
+    return _smallest_over_processes(memory) if len(local) < len(devices) else memory
 
-        memory = int(np.min(multihost_utils.process_allgather(np.int64(memory))))
-    return memory
+
+@functools.lru_cache
+def _smallest_over_processes(memory: int) -> int:
+    """The smallest of every process's `memory`: one collective per process and value (the
+    processes reach their first call together), not one per call."""
+    from jax.experimental import multihost_utils
+
+    return int(np.min(multihost_utils.process_allgather(np.int64(memory))))
 
 
 def automatic_chunk_frames(mesh: Mesh | None = None) -> int:

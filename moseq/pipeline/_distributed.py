@@ -316,6 +316,14 @@ def across_processes(layout, checkpoint) -> Iterator[None]:
         yield
     except jax.errors.JaxRuntimeError as error:
         raise _peer_failure(error, checkpoint) from error
+    except (RuntimeError, ValueError, OSError) as error:  # how a gather may fail
+        if not any(marker in str(error) for marker in COLLECTIVE_FAILURES):
+            raise
+        raise _peer_failure(error, checkpoint) from error
+
+
+COLLECTIVE_FAILURES = ("Gloo", "UNAVAILABLE", "DEADLINE_EXCEEDED", "task died")
+"""Words of the errors a collective raises when another process is gone."""
 
 
 def _peer_failure(error: Exception, checkpoint) -> PeerFailure:
