@@ -127,8 +127,15 @@ class KeypointObservations(GaussianEmissions):
 
     def check_init_data(self, data):
         """Enough frames with every keypoint above `conf_threshold` for the PCA behind `Cd`
-        (raises if too few; warns if few, or if keypoints are mostly below it)."""
+        (raises if too few; warns if few, or if keypoints are mostly below it), and a pose:
+        keypoints that coincide in every observed frame have none (and no heading)."""
         k, d = np.shape(data["Y"])[-2:]
+        observed = np.asarray(data["Y"])[np.asarray(data["mask"]) > 0]  # (frames, k, d)
+        if observed.size and np.all(observed == observed[:, :1]):
+            raise ValueError(
+                "Every keypoint of `data['Y']` is at the same point in every observed frame: "
+                "the keypoints have no pose to model and no heading. Check the tracking file "
+                "and the keypoints chosen (`data.keypoints`, --keypoints).")
         check_pca_frames(data["conf"], data["mask"], self.conf_threshold, self.latent_dim,
                          (k - 1) * d, self.keypoint_names)
 
