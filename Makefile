@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# Test modules run in this many processes (pytest-xdist; each module whole in one of them,
+# so its module fixtures run once). The suite is mostly XLA compiling, one core per process.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test bench lint clean
 
@@ -20,7 +23,7 @@ demo: $(VENV)/.base
 
 test: $(VENV)/.test
 	$(PY) -m ruff check moseq tests benchmarks
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(VENV)/.base
 	$(PY) -m benchmarks

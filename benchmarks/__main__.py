@@ -19,8 +19,8 @@ import jax  # noqa: I001
 
 import moseq  # noqa: F401  (first: it configures XLA before JAX starts)
 
-SUITES = ("hmm", "kalman", "arhmm", "keypoint_slds", "first_sweep", "memory", "scale")
-DEFAULT = SUITES[:5]  # `memory` and `scale` fit up to millions of frames: only when asked
+SUITES = ("hmm", "kalman", "arhmm", "keypoint_slds", "first_sweep", "scale")
+DEFAULT = SUITES[:5]  # `scale` fits up to millions of frames: only when asked
 
 
 def report(name: str, seconds: float | None, **extra) -> None:
@@ -33,7 +33,7 @@ def report(name: str, seconds: float | None, **extra) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("suites", nargs="*",
-                        help=f"any of {', '.join(SUITES)} (default: all but memory and scale)")
+                        help=f"any of {', '.join(SUITES)} (default: all but scale)")
     parser.add_argument("--jax-moseq-python", metavar="PYTHON",
                         help="first_sweep, scale: a Python with jax-moseq installed (e.g. a "
                         "separate venv's bin/python) to compare against; default: this one")

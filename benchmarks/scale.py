@@ -15,6 +15,9 @@ memory is that fit's alone. Per line:
   (`memory_stats()`).
 - `cpu_s`: the process's user + system CPU time (steadier than wall time on a shared machine).
 
+`--chunk-frames N` sets moseq's `chunk_frames` (default: sized from the device's memory), to
+compare the memory of other chunk sizes (a chunk of every frame is the unchunked sweep).
+
 After the sizes of a model, `slope` is the least-squares slope of peak memory against frames
 (device memory on a GPU, else RSS), in GB per million frames. jax-moseq is measured at the
 sizes in `--jax-moseq-sizes` (default: the smallest) where it is importable by
@@ -104,7 +107,8 @@ def _timed_sweeps(sweep, state, num_sweeps: int) -> tuple[float, object]:
     return float(np.median(times)), state
 
 
-def measure_moseq(model_name: str, frames: int, num_sweeps: int) -> dict:
+def measure_moseq(model_name: str, frames: int, num_sweeps: int,
+                  chunk_frames: int | None = None) -> dict:
     import jax
 
     import moseq  # noqa: F401  (first: it configures XLA before JAX starts)
@@ -112,12 +116,13 @@ def measure_moseq(model_name: str, frames: int, num_sweeps: int) -> dict:
 
     data = workload(model_name, frames)
     data_mb = _resident_mb()
+    options = {**HYPERPARAMETERS, "chunk_frames": chunk_frames}
     start = time.perf_counter()
     if model_name == "arhmm":
-        model = arhmm(LATENT_DIM, num_states=NUM_STATES, nlags=NLAGS, **HYPERPARAMETERS)
+        model = arhmm(LATENT_DIM, num_states=NUM_STATES, nlags=NLAGS, **options)
     else:
         model = keypoint_slds((0,), (NUM_KEYPOINTS - 1,), latent_dim=LATENT_DIM,
-                              num_states=NUM_STATES, nlags=NLAGS, **HYPERPARAMETERS)
+                              num_states=NUM_STATES, nlags=NLAGS, **options)
     prepared = model.prepare(data)
     state = jax.block_until_ready(model.init(0, prepared))
     init_s = time.perf_counter() - start
@@ -131,7 +136,7 @@ def measure_moseq(model_name: str, frames: int, num_sweeps: int) -> dict:
     return {"first_s": first_s, "init_s": init_s, "seconds": seconds, "data_mb": data_mb}
 
 
-def measure_jax_moseq(model_name: str, frames: int, num_sweeps: int) -> dict:
+def measure_jax_moseq(model_name: str, frames: int, num_sweeps: int, chunk_frames=None) -> dict:
     try:
         import jax
         import jax.numpy as jnp
@@ -169,10 +174,12 @@ def measure_jax_moseq(model_name: str, frames: int, num_sweeps: int) -> dict:
     return {"first_s": first_s, "init_s": init_s, "seconds": seconds, "data_mb": data_mb}
 
 
-def measure(implementation: str, model_name: str, frames: int, num_sweeps: int) -> dict:
-    """One (implementation, model, size) in this process: timings and peak memory."""
+def measure(implementation: str, model_name: str, frames: int, num_sweeps: int,
+            chunk_frames: int | None = None) -> dict:
+    """One (implementation, model, size) in this process: timings and peak memory
+    (`chunk_frames`: moseq's; jax-moseq has none)."""
     fn = measure_moseq if implementation == "moseq" else measure_jax_moseq
-    result = fn(model_name, frames, num_sweeps)
+    result = fn(model_name, frames, num_sweeps, chunk_frames)
     if not result:
         return result
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -184,13 +191,16 @@ def measure(implementation: str, model_name: str, frames: int, num_sweeps: int) 
 
 
 def measure_in_subprocess(implementation: str, model_name: str, frames: int, num_sweeps: int,
-                          python: str = sys.executable, timeout: float | None = None) -> dict:
+                          python: str = sys.executable, timeout: float | None = None,
+                          chunk_frames: int | None = None) -> dict:
     """`measure` in a fresh process of `python` (run from the repository root); {} when that
     implementation is not importable there. A failure (e.g. out of memory) is returned as
     {"error": the last line of its output}."""
     root = Path(__file__).resolve().parents[1]
     command = [python, "-m", "benchmarks.scale", "--measure", implementation, model_name,
                str(frames), "--sweeps", str(num_sweeps)]
+    if chunk_frames is not None:
+        command += ["--chunk-frames", str(chunk_frames)]
     done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONPATH": str(root)})
     if done.returncode:
@@ -217,6 +227,8 @@ def run(report, argv: list[str] | tuple = (), jax_moseq_python: str | None = Non
     parser.add_argument("--jax-moseq-sizes", nargs="*", type=int, default=None,
                         help="sizes to run jax-moseq at (default: the smallest)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per measurement")
+    parser.add_argument("--chunk-frames", type=int, default=None,
+                        help="moseq's chunk_frames (default: sized from the device's memory)")
     args = parser.parse_args(list(argv))
     sizes = sorted(args.sizes)
     theirs_at = sizes[:1] if args.jax_moseq_sizes is None else sorted(args.jax_moseq_sizes)
@@ -235,7 +247,7 @@ def run(report, argv: list[str] | tuple = (), jax_moseq_python: str | None = Non
         ours = []
         for frames in sizes:
             result = measure_in_subprocess("moseq", model_name, frames, args.sweeps,
-                                           timeout=args.timeout)
+                                           timeout=args.timeout, chunk_frames=args.chunk_frames)
             report(f"scale {model_name}: moseq, {frames} frames", result.get("seconds"),
                    **line(result))
             if "error" not in result:
@@ -265,9 +277,11 @@ if __name__ == "__main__":
         parser = argparse.ArgumentParser()
         parser.add_argument("--measure", nargs=3, metavar=("IMPLEMENTATION", "MODEL", "FRAMES"))
         parser.add_argument("--sweeps", type=int, default=3)
+        parser.add_argument("--chunk-frames", type=int, default=None)
         args = parser.parse_args()
         implementation, model_name, frames = args.measure
-        print(json.dumps(measure(implementation, model_name, int(frames), args.sweeps)))
+        print(json.dumps(measure(implementation, model_name, int(frames), args.sweeps,
+                                 args.chunk_frames)))
     else:
         from benchmarks.__main__ import main
 
