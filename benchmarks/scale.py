@@ -12,7 +12,8 @@ memory is that fit's alone. Per line:
   sweep as a fit makes it (with its log joint); jax-moseq's `resample_model`.
 - `rss_mb`: the process's peak resident set size; `data_mb` its resident size once JAX is
   imported and the data are made. On a GPU also `device_mb`, the device's peak bytes in use
-  (`memory_stats()`).
+  (`memory_stats()`). `estimate_mb`: what `moseq.core.memory.estimate_memory` (the check
+  `moseq fit` makes before compiling) expected the fit to need.
 - `cpu_s`: the process's user + system CPU time (steadier than wall time on a shared machine).
 
 `--chunk-frames N` sets moseq's `chunk_frames` (default: sized from the device's memory), to
@@ -112,6 +113,7 @@ def measure_moseq(model_name: str, frames: int, num_sweeps: int,
     import jax
 
     import moseq  # noqa: F401  (first: it configures XLA before JAX starts)
+    from moseq.core.memory import estimate_memory
     from moseq.models import arhmm, keypoint_slds
 
     data = workload(model_name, frames)
@@ -124,6 +126,7 @@ def measure_moseq(model_name: str, frames: int, num_sweeps: int,
         model = keypoint_slds((0,), (NUM_KEYPOINTS - 1,), latent_dim=LATENT_DIM,
                               num_states=NUM_STATES, nlags=NLAGS, **options)
     prepared = model.prepare(data)
+    estimate_mb = estimate_memory(model, prepared).total / 2**20
     state = jax.block_until_ready(model.init(0, prepared))
     init_s = time.perf_counter() - start
 
@@ -133,7 +136,8 @@ def measure_moseq(model_name: str, frames: int, num_sweeps: int,
     state = jax.block_until_ready(sweep(0, state))
     first_s = time.perf_counter() - start
     seconds, _ = _timed_sweeps(sweep, state, num_sweeps)
-    return {"first_s": first_s, "init_s": init_s, "seconds": seconds, "data_mb": data_mb}
+    return {"first_s": first_s, "init_s": init_s, "seconds": seconds, "data_mb": data_mb,
+            "estimate_mb": estimate_mb}
 
 
 def measure_jax_moseq(model_name: str, frames: int, num_sweeps: int, chunk_frames=None) -> dict:
@@ -241,6 +245,8 @@ def run(report, argv: list[str] | tuple = (), jax_moseq_python: str | None = Non
                   "data_mb": f"{result['data_mb']:.0f}", "cpu_s": f"{result['cpu_s']:.0f}"}
         if result.get("device_mb") is not None:
             fields["device_mb"] = f"{result['device_mb']:.0f}"
+        if "estimate_mb" in result:
+            fields["estimate_mb"] = f"{result['estimate_mb']:.0f}"
         return fields
 
     for model_name in args.models:

@@ -119,3 +119,46 @@ def test_fit_that_does_not_fit_is_refused_before_compiling(tmp_path, monkeypatch
     for remedy in ("fitting.chunk_frames", "data.seg_length", "model.num_states", "devices"):
         assert remedy in message
     assert "of 0.25 GB" in message
+
+
+def test_working_memory_per_frame_bounds_every_compiled_block():
+    """`WORKING_BYTES_PER_FRAME` against XLA's memory analysis of each block of the largest
+    shipped model at the benchmark's sizes (keypoint-SLDS, K = 100, D = 10, L = 3, 10
+    keypoints in 2-D, float32 data), compiled on chunks of one and of two 2,000-frame
+    recordings: the growth of each block's temporary buffers per frame of chunk stays under
+    the constant, the largest takes more than a quarter of it (a constant far above the blocks
+    would make the chunks needlessly small), and what does not grow with the chunk (per-state
+    buffers) is a small part of `FIXED_OVERHEAD_BYTES`."""
+    import functools
+
+    from moseq.core import gibbs
+    from moseq.models import keypoint_slds
+
+    num_frames, num_keypoints = 2_000, 10
+    rng = np.random.default_rng(0)
+    body = np.stack([np.linspace(3.0, -3.0, num_keypoints), np.zeros(num_keypoints)], -1)
+    Y = body + 0.3 * rng.normal(size=(4, num_frames, num_keypoints, 2))
+    data = {"Y": Y.astype(np.float32), "conf": np.ones((4, num_frames, num_keypoints), np.float32),
+            "mask": np.ones((4, num_frames), np.float32)}
+    key = jax.random.key(0)
+    temporary = {}
+    for recordings in (1, 2):
+        model = keypoint_slds((0,), (num_keypoints - 1,), latent_dim=10, num_states=100,
+                              nlags=3, chunk_frames=recordings * num_frames)
+        estimate = memory.estimate_memory(model, data, available=2**40)
+        assert estimate.working == recordings * num_frames * memory.WORKING_BYTES_PER_FRAME
+        padded = model.prepare(data).arrays
+        state = jax.eval_shape(functools.partial(gibbs.init_state, model.bound_blocks, key),
+                               padded)
+        chunks = model.recording_chunks(num_frames)
+        assert chunks.size == recordings
+        for block in model.bound_blocks:
+            step = jax.jit(functools.partial(gibbs.resample_block, block, chunks=chunks))
+            analysis = step.lower(key, padded, state).compile().memory_analysis()
+            temporary.setdefault(block.name, []).append(analysis.temp_size_in_bytes)
+    per_frame = {name: (two - one) / num_frames for name, (one, two) in temporary.items()}
+    fixed = {name: one - per_frame[name] * num_frames for name, (one, _) in temporary.items()}
+    largest = max(per_frame, key=per_frame.get)
+    assert memory.WORKING_BYTES_PER_FRAME / 4 < per_frame[largest], per_frame
+    assert per_frame[largest] <= memory.WORKING_BYTES_PER_FRAME, per_frame
+    assert max(fixed.values()) < memory.FIXED_OVERHEAD_BYTES / 16, fixed

@@ -17,9 +17,10 @@ import numpy as np
 from jax.sharding import Mesh
 
 WORKING_BYTES_PER_FRAME = 4096
-"""About the largest working memory per frame of the shipped blocks (float32): the Kalman
-latent sampler of the keypoint-SLDS (D = 10, L = 3) at ~3 kB, the HMM filter (K = 100) at
-~0.8 kB; measured with XLA's memory analysis of each compiled block."""
+"""About the largest working memory per frame of chunk of the shipped blocks (float32,
+keypoint-SLDS, K = 100, D = 10, L = 3): the Kalman latent sampler at ~3.4 kB, the AR
+regression statistics at ~2.4 kB, the HMM filter at ~1.1 kB; from XLA's memory analysis
+of each compiled block (`tests/test_memory.py` checks the bound)."""
 
 CHUNK_SHARE = 1 / 64
 """The share of a device's memory that one chunk's working set may take."""
@@ -78,7 +79,7 @@ def check_chunk_frames(chunk_frames: int | None) -> int | None:
 
 FIXED_OVERHEAD_BYTES = 1 << 30
 """Memory a fit needs whatever its size: the runtime, the compiler and the programs (about
-0.6-0.9 GB of peak RSS at 80k frames on CPU, measured by `python -m benchmarks memory`)."""
+0.6-0.9 GB of peak RSS at 80k frames on CPU, measured by `python -m benchmarks scale`)."""
 
 STATE_COPIES = 3
 """Copies of the per-recording state a run holds at once: the state, the next sweep's, and
