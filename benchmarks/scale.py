@@ -8,8 +8,11 @@ memory is that fit's alone. Per line:
 
 - `first_s`: from constructing the model (data already in memory) to the end of the first
   full sweep: data preparation, init, compilation and the sweep; `init_s` is its init part.
-- `s/sweep`: the median of `--sweeps` further sweeps (compiled), each a `model.run` of one
-  sweep as a fit makes it (with its log joint); jax-moseq's `resample_model`.
+- `s/sweep`: for moseq, one `model.run` of `--sweeps` further sweeps over their number, as a
+  fit makes them (the log joint traced, NaN flags read once); `sweep_s` the median of as many
+  bare `model.sweep` calls (so `run_overhead` is what `run` adds). For jax-moseq, the median
+  of as many `resample_model` calls, leaving out calls that compile (jax-moseq compiles
+  again in its second and third sweeps, as its state's types settle).
 - `rss_mb`: the process's peak resident set size; `data_mb` its resident size once JAX is
   imported and the data are made. On a GPU also `device_mb`, the device's peak bytes in use
   (`memory_stats()`). `estimate_mb`: what `moseq.core.memory.estimate_memory` (the check
@@ -96,14 +99,33 @@ def _device_peak_mb() -> float | None:
     return None if peak is None else peak / 2**20
 
 
+_COMPILES = [0]  # programs compiled (or read from a cache) in this process so far
+MAX_WARMUP_SWEEPS = 5
+
+
+def _count_compiles() -> None:
+    from jax._src import monitoring  # the listener API JAX records compilation with
+
+    def on_duration(event: str, duration: float, **_) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            _COMPILES[0] += 1
+
+    monitoring.register_event_duration_secs_listener(on_duration)
+
+
 def _timed_sweeps(sweep, state, num_sweeps: int) -> tuple[float, object]:
-    """Median seconds of `num_sweeps` calls of `sweep(i, state) -> state`, and the state."""
+    """Median seconds of `num_sweeps` calls of `sweep(i, state) -> state` once a call
+    compiles nothing (jax-moseq compiles again in its second and third sweeps, as its state's
+    types settle; at most `MAX_WARMUP_SWEEPS` such calls are left out), and the state."""
     import jax
 
-    times = []
-    for i in range(num_sweeps):
-        start = time.perf_counter()
-        state = jax.block_until_ready(sweep(i + 1, state))
+    times, warmups = [], 0
+    while len(times) < num_sweeps:
+        compiled, start = _COMPILES[0], time.perf_counter()
+        state = jax.block_until_ready(sweep(len(times) + warmups + 1, state))
+        if _COMPILES[0] > compiled and warmups < MAX_WARMUP_SWEEPS:
+            warmups += 1
+            continue
         times.append(time.perf_counter() - start)
     return float(np.median(times)), state
 
@@ -130,14 +152,17 @@ def measure_moseq(model_name: str, frames: int, num_sweeps: int,
     state = jax.block_until_ready(model.init(0, prepared))
     init_s = time.perf_counter() - start
 
-    def sweep(i, state):  # a sweep of `run`, as a fit makes it: with the log-joint trace
-        return model.run(i, prepared, state, 1, progress=False)[0]
-
-    state = jax.block_until_ready(sweep(0, state))
+    state = jax.block_until_ready(model.run(0, prepared, state, 1, progress=False)[0])
     first_s = time.perf_counter() - start
-    seconds, _ = _timed_sweeps(sweep, state, num_sweeps)
-    return {"first_s": first_s, "init_s": init_s, "seconds": seconds, "data_mb": data_mb,
-            "estimate_mb": estimate_mb}
+    # As a fit makes them: one `run` of every sweep (log joint traced, NaN flags read once).
+    run_start = time.perf_counter()
+    jax.block_until_ready(model.run(0, prepared, state, num_sweeps, start_sweep=1,
+                                    chunk_size=num_sweeps, progress=False))
+    seconds = (time.perf_counter() - run_start) / num_sweeps
+    sweep_s, _ = _timed_sweeps(lambda i, state: model.sweep(i, prepared, state), state,
+                               num_sweeps)
+    return {"first_s": first_s, "init_s": init_s, "seconds": seconds, "sweep_s": sweep_s,
+            "data_mb": data_mb, "estimate_mb": estimate_mb}
 
 
 def measure_jax_moseq(model_name: str, frames: int, num_sweeps: int, chunk_frames=None) -> dict:
@@ -183,6 +208,7 @@ def measure(implementation: str, model_name: str, frames: int, num_sweeps: int,
     """One (implementation, model, size) in this process: timings and peak memory
     (`chunk_frames`: moseq's; jax-moseq has none)."""
     fn = measure_moseq if implementation == "moseq" else measure_jax_moseq
+    _count_compiles()
     result = fn(model_name, frames, num_sweeps, chunk_frames)
     if not result:
         return result
@@ -247,6 +273,9 @@ def run(report, argv: list[str] | tuple = (), jax_moseq_python: str | None = Non
             fields["device_mb"] = f"{result['device_mb']:.0f}"
         if "estimate_mb" in result:
             fields["estimate_mb"] = f"{result['estimate_mb']:.0f}"
+        if "sweep_s" in result:
+            fields["sweep_s"] = f"{result['sweep_s']:.3f}"
+            fields["run_overhead"] = f"{result['seconds'] / result['sweep_s'] - 1:+.0%}"
         return fields
 
     for model_name in args.models:
