@@ -225,14 +225,17 @@ def measure_in_subprocess(implementation: str, model_name: str, frames: int, num
                           chunk_frames: int | None = None) -> dict:
     """`measure` in a fresh process of `python` (run from the repository root); {} when that
     implementation is not importable there. A failure (e.g. out of memory) is returned as
-    {"error": the last line of its output}."""
+    {"error": the last line of its output}, and so is a run past `timeout` seconds."""
     root = Path(__file__).resolve().parents[1]
     command = [python, "-m", "benchmarks.scale", "--measure", implementation, model_name,
                str(frames), "--sweeps", str(num_sweeps)]
     if chunk_frames is not None:
         command += ["--chunk-frames", str(chunk_frames)]
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        done = subprocess.run(command, cwd=root, capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, "PYTHONPATH": str(root)})
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
     if done.returncode:
         lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
         return {"error": f"exit {done.returncode}: {lines[-1][:200]}"}
