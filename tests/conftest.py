@@ -43,17 +43,3 @@ def _fresh_compilation_caches():
     yield
     jax.clear_caches()
 
-
-LONGEST_MODULES = ("test_testing_geweke", "test_multiprocess", "test_notebooks", "test_kalman",
-                   "test_docs", "test_recovery", "test_regression", "test_testing_contract")
-"""The modules that take longest (about 1.5-5 minutes each, cold), run first: with the
-suite's modules shared between processes (`make test`: pytest-xdist), no long module is left
-to run alone at the end."""
-
-
-def pytest_collection_modifyitems(items):
-    def rank(item):
-        name = item.module.__name__.rsplit(".", 1)[-1]
-        return LONGEST_MODULES.index(name) if name in LONGEST_MODULES else len(LONGEST_MODULES)
-
-    items.sort(key=rank)  # stable: each module's tests keep their order
