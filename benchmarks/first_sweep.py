@@ -44,7 +44,7 @@ _COMPILE_EVENTS = {
 }
 
 
-class _CompileClock:
+class CompileClock:
     """Seconds JAX spends tracing, lowering and compiling (or reading back) programs."""
 
     def __init__(self):
@@ -88,7 +88,7 @@ def _timed_phases(phases) -> dict:
     its compilation apart."""
     import jax
 
-    clock = _CompileClock()
+    clock = CompileClock()
     result, figures = None, {}
     started, cpu_started = time.perf_counter(), _cpu_seconds()
     for name, fn in phases:

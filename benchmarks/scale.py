@@ -99,18 +99,7 @@ def _device_peak_mb() -> float | None:
     return None if peak is None else peak / 2**20
 
 
-_COMPILES = [0]  # programs compiled (or read from a cache) in this process so far
 MAX_WARMUP_SWEEPS = 5
-
-
-def _count_compiles() -> None:
-    from jax._src import monitoring  # the listener API JAX records compilation with
-
-    def on_duration(event: str, duration: float, **_) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            _COMPILES[0] += 1
-
-    monitoring.register_event_duration_secs_listener(on_duration)
 
 
 def _timed_sweeps(sweep, state, num_sweeps: int) -> tuple[float, object]:
@@ -119,11 +108,13 @@ def _timed_sweeps(sweep, state, num_sweeps: int) -> tuple[float, object]:
     types settle; at most `MAX_WARMUP_SWEEPS` such calls are left out), and the state."""
     import jax
 
-    times, warmups = [], 0
+    from benchmarks.first_sweep import CompileClock
+
+    clock, times, warmups = CompileClock(), [], 0
     while len(times) < num_sweeps:
-        compiled, start = _COMPILES[0], time.perf_counter()
+        programs, start = clock.programs, time.perf_counter()
         state = jax.block_until_ready(sweep(len(times) + warmups + 1, state))
-        if _COMPILES[0] > compiled and warmups < MAX_WARMUP_SWEEPS:
+        if clock.programs > programs and warmups < MAX_WARMUP_SWEEPS:
             warmups += 1
             continue
         times.append(time.perf_counter() - start)
@@ -165,7 +156,7 @@ def measure_moseq(model_name: str, frames: int, num_sweeps: int,
             "data_mb": data_mb, "estimate_mb": estimate_mb}
 
 
-def measure_jax_moseq(model_name: str, frames: int, num_sweeps: int, chunk_frames=None) -> dict:
+def measure_jax_moseq(model_name: str, frames: int, num_sweeps: int) -> dict:
     try:
         import jax
         import jax.numpy as jnp
@@ -207,9 +198,10 @@ def measure(implementation: str, model_name: str, frames: int, num_sweeps: int,
             chunk_frames: int | None = None) -> dict:
     """One (implementation, model, size) in this process: timings and peak memory
     (`chunk_frames`: moseq's; jax-moseq has none)."""
-    fn = measure_moseq if implementation == "moseq" else measure_jax_moseq
-    _count_compiles()
-    result = fn(model_name, frames, num_sweeps, chunk_frames)
+    if implementation == "moseq":
+        result = measure_moseq(model_name, frames, num_sweeps, chunk_frames)
+    else:
+        result = measure_jax_moseq(model_name, frames, num_sweeps)
     if not result:
         return result
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -42,4 +42,3 @@ def _fresh_compilation_caches():
     kept them all (never in a module run alone)."""
     yield
     jax.clear_caches()
-

@@ -4,14 +4,16 @@ set by hand, and a fit that would not fit is refused before anything compiles.""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from moseq.core import memory
+from moseq.core import gibbs, memory
 from moseq.core.reduce import map_over_recordings, recording_chunks, sum_over_recordings
-from moseq.models import arhmm
+from moseq.models import arhmm, keypoint_slds
 
 NUM_FRAMES = 40
 
@@ -129,11 +131,6 @@ def test_working_memory_per_frame_bounds_every_compiled_block():
     the constant, the largest takes more than a quarter of it (a constant far above the blocks
     would make the chunks needlessly small), and what does not grow with the chunk (per-state
     buffers) is a small part of `FIXED_OVERHEAD_BYTES`."""
-    import functools
-
-    from moseq.core import gibbs
-    from moseq.models import keypoint_slds
-
     num_frames, num_keypoints = 2_000, 10
     rng = np.random.default_rng(0)
     body = np.stack([np.linspace(3.0, -3.0, num_keypoints), np.zeros(num_keypoints)], -1)
