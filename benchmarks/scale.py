@@ -10,7 +10,9 @@ memory is that fit's alone. Per line:
   full sweep: data preparation, init, compilation and the sweep; `init_s` is its init part.
 - `s/sweep`: for moseq, one `model.run` of `--sweeps` further sweeps over their number, as a
   fit makes them (the log joint traced, NaN flags read once); `sweep_s` the median of as many
-  bare `model.sweep` calls (so `run_overhead` is what `run` adds). For jax-moseq, the median
+  bare `model.sweep` calls (so `run_overhead` is what `run` adds). The two alternate over
+  `TIMING_ROUNDS` rounds and each is the median of its rounds, so that a machine whose speed
+  drifts (a shared or warming CPU) slows both alike. For jax-moseq, the median
   of as many `resample_model` calls, leaving out calls that compile (jax-moseq compiles
   again in its second and third sweeps, as its state's types settle).
 - `rss_mb`: the process's peak resident set size; `data_mb` its resident size once JAX is
@@ -100,6 +102,8 @@ def _device_peak_mb() -> float | None:
 
 
 MAX_WARMUP_SWEEPS = 5
+TIMING_ROUNDS = 3
+"""Rounds of (one moseq `run`, as many bare sweeps): each figure is the median of its rounds."""
 
 
 def _timed_sweeps(sweep, state, num_sweeps: int) -> tuple[float, object]:
@@ -145,15 +149,19 @@ def measure_moseq(model_name: str, frames: int, num_sweeps: int,
 
     state = jax.block_until_ready(model.run(0, prepared, state, 1, progress=False)[0])
     first_s = time.perf_counter() - start
-    # As a fit makes them: one `run` of every sweep (log joint traced, NaN flags read once).
-    run_start = time.perf_counter()
-    jax.block_until_ready(model.run(0, prepared, state, num_sweeps, start_sweep=1,
-                                    chunk_size=num_sweeps, progress=False))
-    seconds = (time.perf_counter() - run_start) / num_sweeps
-    sweep_s, _ = _timed_sweeps(lambda i, state: model.sweep(i, prepared, state), state,
-                               num_sweeps)
-    return {"first_s": first_s, "init_s": init_s, "seconds": seconds, "sweep_s": sweep_s,
-            "data_mb": data_mb, "estimate_mb": estimate_mb}
+    # As a fit makes them: one `run` of every sweep (log joint traced, NaN flags read once),
+    # in rounds alternating with as many bare sweeps, so that both meet the same machine.
+    run_s, sweep_s = [], []
+    for _ in range(TIMING_ROUNDS):
+        run_start = time.perf_counter()
+        jax.block_until_ready(model.run(0, prepared, state, num_sweeps, start_sweep=1,
+                                        chunk_size=num_sweeps, progress=False))
+        run_s.append((time.perf_counter() - run_start) / num_sweeps)
+        sweep_s.append(_timed_sweeps(lambda i, state: model.sweep(i, prepared, state), state,
+                                     num_sweeps)[0])
+    return {"first_s": first_s, "init_s": init_s, "seconds": float(np.median(run_s)),
+            "sweep_s": float(np.median(sweep_s)), "data_mb": data_mb,
+            "estimate_mb": estimate_mb}
 
 
 def measure_jax_moseq(model_name: str, frames: int, num_sweeps: int) -> dict:
