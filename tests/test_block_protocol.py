@@ -2,6 +2,7 @@
 providers are referred to by name (one copy per plan), and two blocks of one class can share
 a plan under different names."""
 
+import functools
 from typing import ClassVar
 
 import equinox as eqx
@@ -12,6 +13,7 @@ import pytest
 
 from moseq.blocks import ARDynamics, HDPTransitions, HMMStates, StickyDirTransitions
 from moseq.core import GibbsBlock, GibbsScheduler, PlanError, Provider, UndeclaredRead, gibbs
+from moseq.core.block import RECORDING_INDEX
 from moseq.models import arhmm, keypoint_slds
 from moseq.testing import check_block
 
@@ -118,11 +120,30 @@ def test_an_undeclared_read_fails_when_traced(block_type, method, declaration, v
 
 
 def test_declared_reads_suffice_for_every_shipped_model():
-    model = keypoint_slds((0,), (1,), latent_dim=2, num_keypoints=4, num_states=3, nlags=1)
-    simulated, state = model.simulate(0, 2, 20)
-    state = model.init(0, simulated)
-    state, trace = model.run(1, simulated, state, 2, progress=False)
-    assert np.isfinite(trace["log_joint"]).all()
+    """Every method of every block of the keypoint-SLDS (the shipped model with the most
+    blocks and providers) works on the inputs it declares: simulation, init, a sweep in
+    chunks of one recording and the log joint. An undeclared read fails while tracing, so
+    the chain is traced (`jax.eval_shape`), not compiled."""
+    model = keypoint_slds((0,), (1,), latent_dim=2, num_keypoints=4, num_states=3, nlags=1,
+                          chunk_frames=20)
+    blocks, chunks = model.bound_blocks, model.recording_chunks(20)
+    assert chunks.size == 1  # two recordings: the chunked path
+
+    def chain(key):
+        keys = jax.random.split(key, 4)
+        shapes = {"mask": jnp.ones((2, 20)), "conf": jnp.ones((2, 20, 4)),
+                  RECORDING_INDEX: jnp.arange(2)}
+        data = gibbs.sample_data(blocks, keys[1], gibbs.sample_prior(blocks, keys[0], shapes),
+                                 shapes)
+        state = gibbs.init_state(blocks, keys[2], data,
+                                 step=functools.partial(gibbs.init_block, chunks=chunks))
+        state, _ = gibbs.sweep(blocks, keys[3], data, state,
+                               step=functools.partial(gibbs.resample_block, chunks=chunks))
+        return state, gibbs.log_joint(blocks, data, state, chunks=chunks)
+
+    state, log_joint = jax.eval_shape(chain, jax.random.key(0))
+    assert set(state) == {v for block in blocks for v in block.writes}
+    assert log_joint.shape == ()
 
 
 def test_a_plan_holds_each_provider_once_and_an_edit_reaches_every_user():
