@@ -252,3 +252,38 @@ def test_flat_draws_are_jax_randoms_draws(shape, dtype):
         np.testing.assert_array_equal(
             jax.vmap(lambda key: ours(key, shape, dtype))(keys),  # noqa: B023
             jax.vmap(lambda key: theirs(key, shape, dtype))(keys))  # noqa: B023
+
+
+def test_log_densities_are_scipys():
+    """The log densities of the log joint against scipy's, in float64: inverse-Wishart,
+    matrix normal, their product (MNIW, as `ARDynamics.log_prob` sums it over states),
+    Dirichlet and scaled inverse-χ²."""
+    from moseq.ops import densities
+
+    rng = np.random.default_rng(3)
+    n, p = 3, 4
+
+    def spd(size):
+        root = rng.normal(size=(size, size))
+        return root @ root.T + size * np.eye(size)
+
+    sigma, scale, U, V = spd(n), spd(n), spd(n), spd(p)
+    X, M = rng.normal(size=(n, p)), rng.normal(size=(n, p))
+    dof = 7.5
+    expected_iw = stats.invwishart(df=dof, scale=scale).logpdf(sigma)
+    expected_mn = stats.matrix_normal(mean=M, rowcov=U, colcov=V).logpdf(X)
+    np.testing.assert_allclose(densities.inverse_wishart_log_prob(sigma, scale, dof),
+                               expected_iw, rtol=1e-12)
+    np.testing.assert_allclose(densities.matrix_normal_log_prob(X, M, U, V), expected_mn,
+                               rtol=1e-12)
+    expected_mniw = expected_iw + stats.matrix_normal(mean=M, rowcov=sigma,
+                                                      colcov=V).logpdf(X)
+    np.testing.assert_allclose(densities.mniw_log_prob(X, sigma, dof, scale, M, V),
+                               expected_mniw, rtol=1e-12)
+    x, concentration = np.array([0.2, 0.3, 0.5]), np.array([0.5, 2.0, 3.0])
+    np.testing.assert_allclose(densities.dirichlet_log_prob(x, concentration),
+                               stats.dirichlet(concentration).logpdf(x), rtol=1e-12)
+    values = np.array([0.3, 1.0, 4.0])
+    np.testing.assert_allclose(
+        densities.scaled_inv_chi2_log_prob(values, 5.0, 2.0),
+        stats.invgamma(2.5, scale=5.0).logpdf(values), rtol=1e-12)
