@@ -167,3 +167,24 @@ def test_replace_outputs_removes_only_stale_files_moseq_wrote(tmp_path):
     assert replace_outputs(project, [write("results.h5")], "apply") == []
     assert replace_outputs(project, [], "apply") == [str(project / "results.h5")]
     assert (project / "model.npz").exists() and (project / "csv" / "a.csv").exists()
+
+
+def test_only_errors_raised_inside_jax_count_as_a_dead_peer():
+    """A failed collective becomes a `PeerFailure`; the user's own error (or a write's) keeps
+    its type even when its message holds one of the collectives' words."""
+    from jax.experimental import multihost_utils
+
+    from moseq.pipeline._distributed import PeerFailure, ProcessShare, across_processes
+
+    layout = ProcessShare.__new__(ProcessShare)  # only its type is read
+    with pytest.raises(OSError, match="UNAVAILABLE"), across_processes(layout, "ckpt.npz"):
+        raise OSError("disk UNAVAILABLE")
+
+    def gloo_failure(*args, **kwargs):
+        raise RuntimeError("Gloo connectFullMesh failed: peer closed the connection")
+
+    # The innermost frame of a collective's error lies in jax: stand in for one there.
+    failing = type(multihost_utils.process_allgather)(
+        gloo_failure.__code__.replace(co_filename=multihost_utils.__file__), {})
+    with pytest.raises(PeerFailure, match="--resume"), across_processes(layout, "ckpt.npz"):
+        failing()

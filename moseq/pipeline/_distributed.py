@@ -13,7 +13,9 @@ import contextlib
 import json
 import os
 import re
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -317,13 +319,25 @@ def across_processes(layout, checkpoint) -> Iterator[None]:
     except jax.errors.JaxRuntimeError as error:
         raise _peer_failure(error, checkpoint) from error
     except (RuntimeError, ValueError, OSError) as error:  # how a gather may fail
-        if not any(marker in str(error) for marker in COLLECTIVE_FAILURES):
+        if not is_collective_failure(error):
             raise
         raise _peer_failure(error, checkpoint) from error
 
 
 COLLECTIVE_FAILURES = ("Gloo", "UNAVAILABLE", "DEADLINE_EXCEEDED", "task died")
 """Words of the errors a collective raises when another process is gone."""
+
+
+def is_collective_failure(error: BaseException) -> bool:
+    """Whether `error` is a collective's failure: raised inside JAX (its innermost frame in
+    the jax or jaxlib package) with one of `COLLECTIVE_FAILURES`' words. An error of the
+    user's own code or of a file write is never one, whatever its message says."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return False
+    innermost = Path(frames[-1].filename).parts
+    return (("jax" in innermost or "jaxlib" in innermost)
+            and any(marker in str(error) for marker in COLLECTIVE_FAILURES))
 
 
 def _peer_failure(error: Exception, checkpoint) -> PeerFailure:
