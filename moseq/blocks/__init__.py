@@ -1,5 +1,6 @@
 """The Gibbs blocks moseq ships; subclass them (or `GibbsBlock`) to build new models."""
 
+from moseq.blocks.allocentric import AllocentricDynamics, SummedLikelihoods
 from moseq.blocks.ar import ARDynamics
 from moseq.blocks.emissions import LinearGaussianObservations
 from moseq.blocks.kalman import KalmanLatents
@@ -15,6 +16,7 @@ from moseq.blocks.transitions import HDPTransitions, StickyDirTransitions
 
 __all__ = [
     "ARDynamics",
+    "AllocentricDynamics",
     "GaussianEmissions",
     "HDPTransitions",
     "HMMStates",
@@ -26,4 +28,5 @@ __all__ = [
     "LinearGaussianObservations",
     "StateLikelihoods",
     "StickyDirTransitions",
+    "SummedLikelihoods",
 ]

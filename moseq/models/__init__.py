@@ -1,5 +1,6 @@
 """Models built from blocks: each constructor returns a ready `GibbsScheduler`."""
 
+from moseq.models.allo_dynamics import allo_dynamics
 from moseq.models.arhmm import arhmm, arhmm_blocks
 from moseq.models.fitting import (
     AppliedModel,
@@ -22,6 +23,7 @@ __all__ = [
     "AR_ONLY_FROZEN",
     "AppliedModel",
     "KappaScanRow",
+    "allo_dynamics",
     "apply_model",
     "ar_only_frozen",
     "arhmm",

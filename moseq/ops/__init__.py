@@ -3,6 +3,14 @@
 Modules are named for what they compute; this namespace re-exports their public functions.
 """
 
+from moseq.ops.allocentric import (
+    allocentric_log_likelihoods,
+    allocentric_stats,
+    allocentric_steps,
+    nig_log_prob,
+    nig_posterior,
+    sample_nig,
+)
 from moseq.ops.autoregression import (
     ar_design,
     ar_log_likelihoods,
@@ -77,6 +85,9 @@ from moseq.ops.transitions import (
 )
 
 __all__ = [
+    "allocentric_log_likelihoods",
+    "allocentric_stats",
+    "allocentric_steps",
     "apply_affine",
     "ar_design",
     "ar_log_likelihoods",
@@ -104,6 +115,8 @@ __all__ = [
     "KalmanPosterior",
     "markov_chain_log_prob",
     "mniw_posterior",
+    "nig_log_prob",
+    "nig_posterior",
     "pad_affine",
     "pad_along_axis",
     "psd_inv",
@@ -126,6 +139,7 @@ __all__ = [
     "sample_markov_chain",
     "sample_mn",
     "sample_mniw",
+    "sample_nig",
     "sample_pi",
     "sample_scaled_inv_chi2",
     "segment_gram",
