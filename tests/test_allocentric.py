@@ -113,7 +113,7 @@ def test_nig_posterior_is_prior_times_likelihood():
                 - np.sum(stats.norm.logpdf(points, d, np.sqrt(s)))
                 for d, s in zip(deltas, sigmasqs, strict=True)]
         np.testing.assert_allclose(gaps, gaps[0], rtol=0, atol=1e-10)
-        # the normalised posterior integrates to 1 over σ² and δ: the constant is log p(data)
+        # draws: E σ² = beta / (alpha - 1), E δ = mean, Var δ = E σ² / lam
         delta, sigmasq = jax.vmap(sample_nig, in_axes=(0, None))(
             jax.random.split(jax.random.key(0), 100_000), posterior)
         num = len(sigmasq)
